@@ -1,0 +1,36 @@
+"""Entry point of the `ista` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ista import __version__
+from ista.cli import params, show
+
+COMMANDS = {"params": params, "show": show}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ista", description="ISTA-NAS: architecture search by sparse coding."
+    )
+    parser.add_argument("--version", action="version", version=f"ista {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except (ValueError, OSError) as err:  # bad input: say why, without a traceback
+        print(f"ista {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

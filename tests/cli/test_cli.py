@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ista.cli.main import main
+
+ISTA = Path(sys.executable).with_name("ista")  # the installed console script
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ISTA), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_console_script_params_json():
+    result = run("params", "DARTS_V2", "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["params_m"] == 3.349342 and row["macs_m"] == pytest.approx(528.4, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("args", "params_m"),
+    [
+        (["DARTS_V2", "--dataset", "imagenet"], 4.718752),
+        (["DARTS_V2", "--onestage"], 3.358846),
+        (["DARTS_V1"], 3.169414),
+    ],
+)
+def test_params_json(args, params_m, capsys):
+    assert main(["params", *args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params_m"] == params_m
+
+
+def test_params_table_for_several_genotypes_and_sources(tmp_path, capsys):
+    from ista.space.genotypes import PUBLISHED
+
+    path = tmp_path / "mine.json"
+    path.write_text(PUBLISHED["DARTS_V2"].to_json())
+    text = PUBLISHED["DARTS_V1"].to_text()
+    assert main(["params", "ISTA_twostage", str(path), text]) == 0
+    out = capsys.readouterr().out
+    assert "3.316726" in out and "3.349342" in out and "3.169414" in out
+    assert main(["params", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["genotype"] == str(path)
+
+
+def test_params_bad_genotype_is_a_clear_error(capsys):
+    bad = "Genotype(normal=[('none', 0)], normal_concat=[2], reduce=[], reduce_concat=[2])"
+    assert main(["params", bad]) == 2
+    err = capsys.readouterr().err
+    assert "ista params: error:" in err and "normal" in err and "Traceback" not in err
+    result = run("params", "NO_SUCH_GENOTYPE")
+    assert (
+        result.returncode == 2
+        and "not a published genotype" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+
+
+def test_show(tmp_path):
+    result = run("show", "ISTA_twostage", "-o", str(tmp_path / "cells.png"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cells.png").read_bytes()[:4] == b"\x89PNG"
+    result = run("show", "ISTA_twostage", "-o", str(tmp_path / "cells.gif"))
+    assert result.returncode == 2 and "must be .png, .svg or .pdf" in result.stderr
