@@ -1,14 +1,17 @@
-"""Sparse (2 ops per node, ISTA-NAS) versus dense (all 98 candidates, DARTS-style) super-net training step.
+"""One search step (architecture step + weight step) of ISTA-NAS's sparse super-net against DARTS's dense one.
 
-Both nets are the same module (8 cells, C=16 unless overridden); only the active index lists differ. The
-two are timed alternately in one process, so the printed ratio is measured side by side.
+Both use the same super-net module (8 cells, C=16, CIFAR-shaped input) and the real search tasks of
+`ista.search`; ISTA runs 2 candidates per node, DARTS all 98 per cell. The two are timed alternately in one
+process, so the printed ratios are measured side by side. Memory: bytes of activations kept for the
+backward pass (any device), and on CUDA the peak allocated memory of a step.
 
-    python bench/supernet_step.py [--device cuda] [--batch 64] [--repeats 5]
+    python bench/supernet_step.py [--device cuda] [--batch 16 64] [--repeats 5] [--amp]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -16,8 +19,9 @@ import time
 
 import torch
 
-from ista.space.encoding import CODE_SIZE, DENSE_SUPPORT, NODE_SIZES
-from ista.space.networks import build_search_network
+from ista.config import apply_overrides, preset
+from ista.data.sources import ImageSet
+from ista.search.runner import build_task
 
 
 def cpu_name() -> str:
@@ -28,59 +32,93 @@ def cpu_name() -> str:
         return platform.processor() or "cpu"
 
 
-def step_seconds(net, x, y, weights, device: str) -> float:
-    if device == "cuda":
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
-    logits, _ = net(x, weights)
-    torch.nn.functional.cross_entropy(logits, y).backward()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+
+
+def saved_activation_bytes(task, batch) -> int:
+    """Bytes of the tensors autograd keeps for backward in one forward pass (parameters excluded)."""
+    params = {p.untyped_storage().data_ptr() for p in task.model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits, _ = task.model(batch[0], task.arch_weights())
+    logits.sum().backward()
+    task.model.zero_grad(set_to_none=True)
+    return sum(seen.values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
     args = parser.parse_args()
-
-    torch.manual_seed(0)
-    net = build_search_network("cifar10", args.channels, args.layers).to(args.device)
-    x = torch.randn(args.batch, 3, 32, 32, device=args.device)
-    y = torch.randint(0, 10, (args.batch,), device=args.device)
-    generator = torch.Generator().manual_seed(0)
-    sparse = [[int(k) for k in torch.randperm(n, generator=generator)[:2]] for n in NODE_SIZES]
-    weights = (torch.randn(CODE_SIZE, device=args.device), torch.randn(CODE_SIZE, device=args.device))
-
-    times: dict[str, list[float]] = {"sparse": [], "dense": []}
-    for repeat in range(args.repeats + 1):  # the first round warms up (allocator, cuDNN) and is dropped
-        for name, support in (("sparse", sparse), ("dense", DENSE_SUPPORT)):
-            net.set_support(support, support)
-            t = step_seconds(net, x, y, weights, args.device)
-            if repeat:
-                times[name].append(t)
-    sparse_s, dense_s = (statistics.median(times[k]) for k in ("sparse", "dense"))
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
-    print(
-        json.dumps(
-            {
-                "bench": "supernet_step",
-                "device": device_name,
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "batch": args.batch,
-                "cells": args.layers,
-                "channels": args.channels,
-                "sparse_step_s": round(sparse_s, 4),
-                "dense_step_s": round(dense_s, 4),
-                "dense_over_sparse": round(dense_s / sparse_s, 2),
-            }
-        )
+    device = torch.device(args.device)
+    shape = [f"supernet.channels={args.channels}", f"supernet.layers={args.layers}", f"device={device.type}"]
+    data = ImageSet(
+        torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, dtype=torch.long), (0,), (1,), 10
     )
+    tasks = {
+        "sparse": build_task(apply_overrides(preset("cifar10-two-stage"), shape), data, device),
+        "dense": build_task(apply_overrides(preset("cifar10-darts"), shape), data, device),
+    }
+    autocast = torch.autocast(device.type, torch.bfloat16) if args.amp else contextlib.nullcontext()
+    name = torch.cuda.get_device_name() if device.type == "cuda" else cpu_name()
+    for batch_size in args.batch:
+        g = torch.Generator().manual_seed(batch_size)
+        x = torch.randn(batch_size, 3, 32, 32, generator=g).to(device)
+        y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
+        times: dict[str, list[float]] = {k: [] for k in tasks}
+        peak: dict[str, int] = {}
+        for repeat in range(args.repeats + 1):  # round 0 warms up (allocator, cuDNN) and is not timed
+            for kind, task in tasks.items():
+                task.start_epoch(0)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                sync(device)
+                start = time.perf_counter()
+                with autocast:
+                    task.train_step((x, y), (x, y))
+                sync(device)
+                if repeat:
+                    times[kind].append(time.perf_counter() - start)
+                if device.type == "cuda":
+                    peak[kind] = torch.cuda.max_memory_allocated()
+        with autocast:
+            saved = {kind: saved_activation_bytes(task, (x, y)) for kind, task in tasks.items()}
+        sparse_s, dense_s = (statistics.median(times[k]) for k in ("sparse", "dense"))
+        row = {
+            "bench": "supernet_step",
+            "device": name,
+            "torch": torch.__version__,
+            "amp": args.amp,
+            "batch": batch_size,
+            "cells": args.layers,
+            "channels": args.channels,
+            "sparse_step_s": round(sparse_s, 4),
+            "dense_step_s": round(dense_s, 4),
+            "sparse_over_dense_time": round(sparse_s / dense_s, 3),
+            "sparse_activations_mb": round(saved["sparse"] / 2**20, 1),
+            "dense_activations_mb": round(saved["dense"] / 2**20, 1),
+            "sparse_over_dense_activations": round(saved["sparse"] / saved["dense"], 3),
+        }
+        if peak:
+            row |= {
+                "sparse_peak_mb": round(peak["sparse"] / 2**20),
+                "dense_peak_mb": round(peak["dense"] / 2**20),
+            }
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from ista import __version__
-from ista.cli import params, show
+from ista.cli import demo, params, search, show
 
-COMMANDS = {"params": params, "show": show}
+COMMANDS = {"demo": demo, "search": search, "params": params, "show": show}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,61 @@
+"""`ista search`: a two-stage ISTA-NAS (or DARTS baseline) search from a preset plus overrides."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ista.config import PRESETS, apply_overrides, config_to_dict, preset
+
+
+def add_config_arguments(p: argparse.ArgumentParser, default_preset: str | None) -> None:
+    p.add_argument(
+        "--preset",
+        default=default_preset,
+        required=default_preset is None,
+        choices=sorted(PRESETS),
+        help="named settings; cifar10-two-stage is the paper's supplement",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. epochs=10 optim.lr=0.1 data.root=~/data (see --print-config)",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(
+        name,
+        help="search an architecture (Algorithm 1, or the DARTS baseline)",
+        description="Two-stage search on a super-net; writes a run directory.",
+    )
+    add_config_arguments(p, None)
+    p.add_argument(
+        "--out", type=Path, help="run directory (re-running on it resumes from its last checkpoint)"
+    )
+    p.add_argument("--resume", action="store_true", help="require a checkpoint in --out and continue from it")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def resolve(args: argparse.Namespace):
+    config = apply_overrides(preset(args.preset), args.overrides)
+    if args.print_config:
+        print(json.dumps(config_to_dict(config), indent=2))
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve(args)
+    if args.print_config:
+        return 0
+    if args.out is None:
+        raise ValueError("--out RUN_DIR is required")
+    from ista.search.runner import run_search
+
+    result = run_search(config, args.out, resume=args.resume, show_progress=not args.quiet)
+    print(f"genotype: {result.genotype.to_text()}")
+    print(f"run directory: {result.run_dir}")
+    return 0

@@ -1,0 +1,1 @@
+"""Image data for search and training: readers, the two-stage split, and loaders."""

@@ -1,0 +1,90 @@
+"""Progress display for training runs: a live rich bar on a terminal, one line per epoch in a log file.
+
+Slurm jobs write to files, where a live bar would be noise; the same object prints plain epoch lines
+there.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class RunProgress:
+    def __init__(
+        self, epochs: int, title: str = "search", console: Console | None = None, enabled: bool = True
+    ):
+        self.console = console or Console()
+        self.epochs, self.title, self.enabled = epochs, title, enabled
+        self.live = enabled and self.console.is_terminal
+        self.started = time.perf_counter()
+        self.first_epoch: int | None = None
+        self.progress: Progress | None = None
+        self.task = None
+
+    def __enter__(self) -> RunProgress:
+        if self.live:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+        if self.progress is not None:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            description = f"{self.title} epoch {epoch + 1}/{self.epochs}"
+            self.task = self.progress.add_task(description, total=steps, stats="")
+
+    def step(self, step: int, means: dict[str, float], images_per_s: float) -> None:
+        if self.progress is not None:
+            stats = f"loss {means.get('train_loss', float('nan')):.3f} acc {means.get('train_acc', 0):.1%}"
+            self.progress.update(self.task, completed=step, stats=f"{stats} {images_per_s:,.0f} img/s")
+
+    def end_epoch(self, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        done = metrics["epoch"] + 1
+        elapsed = time.perf_counter() - self.started
+        per_epoch = elapsed / (done - (self.first_epoch or 0))
+        eta = per_epoch * (self.epochs - done)
+        parts = [f"epoch {done}/{self.epochs}"]
+        for key, label in (("train_loss", "loss"), ("train_acc", "acc"), ("valid_acc", "held-out acc")):
+            if key in metrics:
+                parts.append(
+                    f"{label} {metrics[key]:.3f}" if "loss" in key else f"{label} {metrics[key]:.1%}"
+                )
+        parts.append(f"lr {metrics.get('lr', float('nan')):.4g}")
+        parts.append(f"{metrics['epoch_s']:.1f}s/epoch, ETA {_duration(eta)}")
+        self.console.print(" | ".join(parts), highlight=False, soft_wrap=True)
+        if "genotype" in metrics:
+            normal = ", ".join(f"{op}←{i}" for op, i in metrics["genotype"]["normal"])
+            reduce = ", ".join(f"{op}←{i}" for op, i in metrics["genotype"]["reduce"])
+            self.console.print(
+                f"  normal: {normal}\n  reduce: {reduce}", style="dim", highlight=False, soft_wrap=True
+            )
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )

@@ -1,0 +1,72 @@
+"""What a run directory holds besides checkpoints: config, metrics (JSON lines), genotype, environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("ista", "torch", "torchvision", "numpy", "scipy", "cvxpy", "mosek", "submitit", "ffcv", "rich")
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Atomic: a reader never sees half a file."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_metrics(path: str | Path, history: list[dict[str, Any]]) -> None:
+    """The whole metrics history, one JSON object per epoch (rewritten from the checkpoint on resume)."""
+    write_text(path, "".join(json.dumps(m) + "\n" for m in history))
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Versions, host and devices: enough to tell two runs' circumstances apart."""
+    import torch
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "gpus": gpus,
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        **(extra or {}),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None

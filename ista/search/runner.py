@@ -1,0 +1,152 @@
+"""Runs a search into a run directory: build, resume, train, record. The CLI and launchers call this."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ista.config.io import ConfigError, config_from_dict, config_to_dict
+from ista.config.schema import SearchConfig
+from ista.data.loaders import ImageLoader, split_indices
+from ista.data.sources import ImageSet, load_cifar10, load_digits
+from ista.report import records
+from ista.report.cell_plot import save_genotype_figure
+from ista.report.console import RunProgress
+from ista.space.genotypes import Genotype
+from ista.space.networks import build_search_network
+from ista.train.checkpoint import load_checkpoint, save_checkpoint
+from ista.train.engine import Loaders, run_epochs
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    genotype: Genotype
+    history: list[dict[str, Any]]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def load_search_data(config: SearchConfig) -> ImageSet:
+    data = load_digits() if config.data.dataset == "digits" else load_cifar10(config.data.root, train=True)
+    if config.data.subset:
+        n = config.data.subset
+        data = ImageSet(data.images[:n], data.labels[:n], data.mean, data.std, data.num_classes)
+    return data
+
+
+def prepare_run_dir(config: SearchConfig, run_dir: Path, resume: bool) -> bool:
+    """Creates the run directory or checks it holds the same run; True if there is a checkpoint to resume."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved_path = run_dir / "config.json"
+    has_checkpoint = (run_dir / CHECKPOINT).exists()
+    if resume and not has_checkpoint:
+        raise ConfigError(f"--resume: no {CHECKPOINT} in {run_dir}")
+    if saved_path.exists() and has_checkpoint:
+        saved = config_from_dict(json.loads(saved_path.read_text()))
+        if saved != config:
+            new, old = _flatten(config_to_dict(config)), _flatten(config_to_dict(saved))
+            diff = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in new if new[k] != old[k])
+            raise ConfigError(
+                f"{run_dir} holds a run with other settings ({diff}); use another --out to start anew"
+            )
+    records.write_json(saved_path, config_to_dict(config))
+    return has_checkpoint
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return out
+
+
+def build_task(config: SearchConfig, data: ImageSet, device: torch.device):
+    from ista.search.darts import DartsSearch
+    from ista.search.two_stage import IstaSearch
+
+    torch.manual_seed(config.seed)  # W's initialisation
+    model = build_search_network(
+        "cifar10",
+        config.supernet.channels,
+        config.supernet.layers,
+        data.num_classes,
+        in_channels=data.images.shape[1],
+    ).to(device)
+    return (IstaSearch if config.method == "ista" else DartsSearch)(config, model, device)
+
+
+def run_search(
+    config: SearchConfig, run_dir: str | Path, resume: bool = False, show_progress: bool = True
+) -> SearchResult:
+    run_dir = Path(run_dir)
+    has_checkpoint = prepare_run_dir(config, run_dir, resume)
+    device = resolve_device(config.device)
+    torch.use_deterministic_algorithms(config.deterministic)
+    data = load_search_data(config)
+    task = build_task(config, data, device)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if has_checkpoint:
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        task.load_state_dict(state["task"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+    run_facts = {
+        "device": str(device),
+        "world_size": 1,
+        "seed": config.seed,
+        "solver": config.arch.solver,
+        "method": config.method,
+        "resumed_from_epoch": start_epoch if has_checkpoint else None,
+    }
+    records.write_json(run_dir / "env.json", records.environment(run_facts))
+    records.write_metrics(run_dir / "metrics.jsonl", history)
+
+    def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
+        history.append(metrics)
+        state = {
+            "epoch": epoch,
+            "task": task.state_dict(),
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+        }
+        save_checkpoint(state, run_dir / CHECKPOINT)  # first the checkpoint, then what it vouches for
+        records.write_metrics(run_dir / "metrics.jsonl", history)
+        records.write_json(run_dir / "genotype.json", metrics["genotype"])
+
+    train_idx, held_idx = split_indices(len(data.labels), config.data.train_portion)
+    batch, augment = config.batch_size, config.data.augment
+    loaders = Loaders(
+        train=ImageLoader(data, train_idx, batch, device, augment, stream=0),
+        held_out=ImageLoader(data, held_idx, batch, device, augment, stream=1),
+        evaluate=ImageLoader(data, held_idx, batch, device, augment=False, shuffle=False, stream=2),
+    )
+    with RunProgress(config.epochs, f"{config.method} search", enabled=show_progress) as progress:
+        run_epochs(
+            task,
+            loaders,
+            seed=config.seed,
+            start_epoch=start_epoch,
+            epochs=config.epochs,
+            eval_every=config.eval_every,
+            on_epoch_end=on_epoch_end,
+            progress=progress,
+        )
+    genotype = Genotype.from_dict(history[-1]["genotype"])
+    save_genotype_figure(
+        genotype, run_dir / "genotype.png", f"{config.preset}: {config.method} search, seed {config.seed}"
+    )
+    return SearchResult(run_dir, genotype, history)

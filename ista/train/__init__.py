@@ -1,0 +1,1 @@
+"""The one training engine, learning-rate schedules and resumable checkpoints."""

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from ista.cli.main import main
+from ista.config import PRESETS, ConfigError, apply_overrides, config_from_dict, config_to_dict, preset
+
+
+def test_paper_presets():
+    supp = preset("cifar10-two-stage")  # the supplement, §1.2
+    assert (supp.epochs, supp.batch_size, supp.optim.lr, supp.optim.lr_min) == (50, 256, 0.2, 0.0)
+    assert (supp.optim.momentum, supp.optim.weight_decay, supp.optim.grad_clip) == (0.9, 3e-4, 5.0)
+    assert (supp.arch.lr, supp.arch.beta1, supp.arch.beta2, supp.arch.weight_decay) == (
+        6e-4,
+        0.5,
+        0.999,
+        1e-3,
+    )
+    assert (supp.arch.lam, supp.supernet.channels, supp.supernet.layers, supp.data.train_portion) == (
+        1e-5,
+        16,
+        8,
+        0.5,
+    )
+    code = preset("cifar10-two-stage-code")  # the official README command
+    assert (code.optim.lr, code.optim.lr_min, code.batch_size, code.seed) == (0.1, 1e-3, 256, 2)
+    assert preset("cifar10-darts").method == "darts"
+    assert preset("demo").data.dataset == "digits"
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_round_trip(name):
+    config = preset(name)
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(config)))) == config
+
+
+def test_overrides():
+    config = apply_overrides(
+        preset("demo"), ["epochs=3", "optim.lr=0.5", "data.augment=yes", "arch.solver=cvxpy"]
+    )
+    assert (config.epochs, config.optim.lr, config.data.augment, config.arch.solver) == (
+        3,
+        0.5,
+        True,
+        "cvxpy",
+    )
+    assert preset("demo").epochs == 25  # presets are not mutated
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=fast", "optim.lr: expected float, got 'fast'"),
+        ("optim.lrate=1", "unknown config field 'optim.lrate': OptimConfig has grad_clip, lr"),
+        ("optim=1", "'optim' is a section"),
+        ("epochs=0", "epochs: must be > 0"),
+        ("optim.weight_decay=-1", "optim.weight_decay: must be ≥ 0"),
+        ("data.train_portion=1", r"data.train_portion: must be in \(0, 1\)"),
+        ("arch.solver=fista", "arch.solver: 'fista' is not one of exact, cvxpy, mosek"),
+        ("data.augment=maybe", "data.augment: expected true or false"),
+        ("optim.lr_min=1", r"optim.lr_min \(1.0\) must not exceed optim.lr"),
+        ("supernet.layers=2", "need ≥ 3 cells"),
+        ("nonsense", "not of the form key=value"),
+    ],
+)
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(preset("demo"), [override])
+
+
+def test_unknown_keys_in_saved_config():
+    data = config_to_dict(preset("demo"))
+    data["optim"]["lrr"] = 1
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['optim.lrr'\]"):
+        config_from_dict(data)
+
+
+def test_cli_print_config_and_errors(capsys):
+    assert main(["search", "--preset", "cifar10-two-stage", "optim.lr=0.3", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (
+        printed["optim"]["lr"] == 0.3
+        and printed["batch_size"] == 256
+        and printed["preset"] == "cifar10-two-stage"
+    )
+    assert main(["search", "--preset", "cifar10-two-stage", "epochs=-1", "--print-config"]) == 2
+    assert "epochs: must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse lists the valid presets
+        main(["search", "--preset", "cifar100"])
+    assert "invalid choice: 'cifar100'" in capsys.readouterr().err

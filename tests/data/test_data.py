@@ -1,0 +1,69 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from ista.data.loaders import ImageLoader, random_crop_flip, split_indices
+from ista.data.sources import DataError, ImageSet, load_cifar10, load_digits
+
+
+def test_cifar_reader(tmp_path, write_cifar):
+    folder = write_cifar(tmp_path)
+    train = load_cifar10(tmp_path)
+    assert train.images.shape == (100, 3, 32, 32) and train.images.dtype == torch.uint8
+    with open(folder / "data_batch_2", "rb") as f:
+        raw = pickle.load(f, encoding="bytes")
+    assert np.array_equal(train.images[20].numpy().reshape(-1), raw[b"data"][0])  # channel-major rows
+    assert load_cifar10(folder, train=False).labels.shape == (20,)
+
+
+def test_cifar_errors_name_the_file(tmp_path, write_cifar):
+    with pytest.raises(DataError, match=r"does not exist; expected ROOT/cifar-10-batches-py"):
+        load_cifar10(tmp_path / "nowhere")
+    folder = write_cifar(tmp_path)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(DataError, match=r"missing CIFAR-10 file .*data_batch_3"):
+        load_cifar10(tmp_path)
+    (folder / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="data_batch_3 is not a CIFAR-10 python batch"):
+        load_cifar10(tmp_path)
+
+
+def test_digits_are_real_images():
+    digits = load_digits()
+    assert digits.images.shape == (1797, 1, 8, 8) and digits.images.max() == 255
+    assert sorted(digits.labels.unique().tolist()) == list(range(10))
+
+
+def test_split_by_index():
+    train, held = split_indices(10, 0.5)
+    assert train.tolist() == [0, 1, 2, 3, 4] and held.tolist() == [5, 6, 7, 8, 9]
+    with pytest.raises(ValueError, match="empty half"):
+        split_indices(1, 0.5)
+
+
+def test_loader_order_is_a_function_of_seed_and_epoch():
+    images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).repeat(1, 1, 2, 2)
+    data = ImageSet(images, torch.arange(40), (0.0,), (1 / 255,), 10)
+    loader = ImageLoader(data, torch.arange(10, 40), batch_size=8)
+    first = [y.tolist() for _, y in loader.epoch(seed=1, epoch=0)]
+    assert [y.tolist() for _, y in loader.epoch(seed=1, epoch=0)] == first
+    assert [y.tolist() for _, y in loader.epoch(seed=1, epoch=1)] != first
+    assert sorted(y for batch in first for y in batch) == list(range(10, 40)) and len(loader) == 4
+    x, y = next(loader.epoch(seed=1, epoch=0))
+    assert torch.allclose(x[:, 0, 0, 0], y.float())  # normalised with mean 0, std 1/255: back to the byte
+
+
+def test_random_crop_flip_is_a_shifted_window():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
+    g = torch.Generator().manual_seed(0)
+    out = random_crop_flip(x, g, padding=2)
+    g = torch.Generator().manual_seed(0)
+    offsets = torch.randint(0, 5, (2, 2), generator=g)
+    flips = torch.rand(2, generator=g) < 0.5
+    padded = torch.nn.functional.pad(x, (2,) * 4)
+    for i in range(2):
+        r, c = offsets[0, i], offsets[1, i]
+        window = padded[i, :, r : r + 6, c : c + 6]
+        assert torch.equal(out[i], window.flip(-1) if flips[i] else window)

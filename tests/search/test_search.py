@@ -1,0 +1,179 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ista.config import apply_overrides, preset
+from ista.search.runner import build_task, load_search_data, run_search
+from ista.space.genotypes import Genotype
+from ista.sparse.broadcast import recover
+from ista.sparse.measurement import CELL_TYPES
+from ista.train.checkpoint import load_checkpoint
+
+TINY = ["data.subset=240", "batch_size=32", "supernet.channels=4", "supernet.layers=3"]
+ISTA = Path(sys.executable).with_name("ista")
+TIMINGS = ("epoch_s", "recovery_s")
+
+
+def tiny(method="ista", *more):
+    return apply_overrides(preset("demo"), [*TINY, f"method={method}", *more])
+
+
+def test_one_epoch_records_everything(tmp_path):
+    result = run_search(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "genotype.json",
+        "env.json",
+        "checkpoint.pt",
+        "genotype.png",
+    ):
+        assert (tmp_path / name).exists(), name
+    (metrics,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    keys = ("train_loss", "train_acc", "arch_loss", "arch_acc", "valid_acc", "lr", "z", "support", "genotype")
+    for key in (*keys, *TIMINGS):
+        assert key in metrics, key
+    assert [len(z) for z in metrics["z"]["normal"]] == [14, 21, 28, 35]
+    assert Genotype.from_dict(json.loads((tmp_path / "genotype.json").read_text())) == result.genotype
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert (
+        env["seed"] == 0
+        and env["solver"] == "exact"
+        and env["versions"]["torch"] == torch.__version__.split("+")[0]
+    )
+
+
+def _count_op_calls(model):
+    calls = {}
+    for c, cell in enumerate(model.cells):
+        for f, op in enumerate(cell.ops):
+            op.register_forward_hook(lambda *_, key=(c, f): calls.__setitem__(key, calls.get(key, 0) + 1))
+    return calls
+
+
+def test_only_support_ops_run_and_b_gradient_is_A_S_times_dL_dw():
+    config = tiny()
+    data = load_search_data(config)
+    task = build_task(config, data, torch.device("cpu"))
+    calls = _count_op_calls(task.model)
+    x, y = data.images[:16].float() / 255, data.labels[:16]
+    task.start_epoch(0)
+    task.train_step((x, y), (x, y))  # one b-step and one W-step: two forwards
+    for c, cell in enumerate(task.model.cells):
+        active = {f for node in cell.active for f, _ in node}
+        assert len(active) == 8
+        assert {f for (cc, f) in calls if cc == c} == active and all(calls[(c, f)] == 2 for f in active)
+
+    # ∂L/∂b_j = A_S ∂L/∂w_S (method.md §2.6), against autograd through the whole super-net.
+    weights = task.arch_weights()
+    for w in weights:
+        w.retain_grad()
+    for b in task.arch_parameters:
+        b.grad = None
+    torch.nn.functional.cross_entropy(task.model(x, weights)[0], y).backward()
+    for i, cell in enumerate(CELL_TYPES):
+        offset = 0
+        for node_map, b in zip(task.maps[cell], task.codes[cell], strict=True):
+            dw = weights[i].grad[offset : offset + node_map.size][node_map.support]
+            assert torch.allclose(b.grad, node_map.A_S @ dw, atol=1e-7)
+            offset += node_map.size
+
+
+def test_recover_every_step_uses_the_latest_codes():
+    config = tiny("ista", "arch.recover_every=1")
+    data = load_search_data(config)
+    task = build_task(config, data, torch.device("cpu"))
+    x, y = data.images[:16].float() / 255, data.labels[:16]
+    task.start_epoch(0)
+    task.train_step((x, y), (x, y))
+    A = [a for cell in CELL_TYPES for a in task.A[cell]]
+    expected = recover(A, task.arch_parameters)
+    got = [z for cell in CELL_TYPES for z in task.z[cell]]
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_darts_baseline_runs_all_candidates_and_uses_darts_rule(tmp_path):
+    config = tiny("darts", "epochs=1")
+    data = load_search_data(config)
+    task = build_task(config, data, torch.device("cpu"))
+    calls = _count_op_calls(task.model)
+    x, y = data.images[:8].float() / 255, data.labels[:8]
+    task.start_epoch(0)
+    task.train_step((x, y), (x, y))
+    assert len(calls) == 98 * len(task.model.cells)
+    with torch.no_grad():  # hand-made α: node 0 prefers sep_conv_3x3 on input 1, then skip on input 0
+        for alpha in task.alphas.values():
+            alpha.zero_()
+            alpha[1, 3], alpha[0, 2] = 5.0, 3.0
+    g = task.genotype()
+    assert g.normal[:2] == (("sep_conv_3x3", 1), ("skip_connect", 0))
+    result = run_search(config, tmp_path, show_progress=False)
+    assert "alphas" in result.history[0] and len(result.history) == 1
+
+
+def _search(out: Path, *extra: str) -> subprocess.Popen:
+    args = [str(ISTA), "search", "--preset", "demo", *TINY, "epochs=5", "--out", str(out), "--quiet", *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _comparable(run_dir: Path):
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if k not in TIMINGS} for m in history]
+
+
+def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
+    straight = _search(tmp_path / "straight")
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+
+    interrupted = _search(tmp_path / "resumed")
+    checkpoint = tmp_path / "resumed" / "checkpoint.pt"
+    deadline = time.time() + 600
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    interrupted.send_signal(signal.SIGKILL)  # a preempted job: no chance to clean up
+    interrupted.wait(timeout=60)
+    stopped_at = load_checkpoint(checkpoint)["epoch"]
+    assert stopped_at < 4, "the run finished before it could be interrupted"
+    resumed = _search(tmp_path / "resumed")  # the same command again
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+
+    assert _comparable(tmp_path / "resumed") == _comparable(tmp_path / "straight")
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["task"]["model"]
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["task"]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    env = json.loads((tmp_path / "resumed" / "env.json").read_text())
+    assert env["resumed_from_epoch"] == stopped_at + 1
+
+
+def test_run_directory_guards(tmp_path):
+    run_search(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
+    with pytest.raises(ValueError, match=r"other settings \(optim\.lr: 0\.1 → 0\.2\)"):
+        run_search(tiny("ista", "epochs=1", "optim.lr=0.2"), tmp_path, show_progress=False)
+    with pytest.raises(ValueError, match=r"--resume: no checkpoint\.pt"):
+        run_search(tiny("ista", "epochs=1"), tmp_path / "empty", resume=True, show_progress=False)
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    from ista.train.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="damaged"):
+        run_search(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
+
+
+def test_cifar_layout_through_the_cli(tmp_path, write_cifar):
+    write_cifar(tmp_path / "data", per_batch=16)
+    out = tmp_path / "run"
+    args = ["search", "--preset", "cifar10-two-stage", f"data.root={tmp_path / 'data'}", "epochs=1"]
+    args += ["batch_size=16", "supernet.channels=4", "supernet.layers=3", "--out", str(out), "--quiet"]
+    result = subprocess.run([str(ISTA), *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "genotype: Genotype(normal=[" in result.stdout
+    bad = [str(ISTA), *args[:3], "data.root=/nonexistent", "--out", str(tmp_path / "x")]
+    missing = subprocess.run(bad, capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2
+    assert "CIFAR-10 folder /nonexistent/cifar-10-batches-py does not exist" in missing.stderr
