@@ -15,7 +15,7 @@ def quick_start_commands() -> list[str]:
 def test_exactly_two_quick_start_commands():
     commands = quick_start_commands()
     assert len(commands) == 2 and all("\n" not in c for c in commands)
-    assert "ista params" in commands[0] and "pytest" in commands[1]
+    assert commands[0].endswith("ista demo") and "pytest" in commands[1]
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ista.space.networks import build_eval_network
 
     out = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    console = Console()
+    console = Console(soft_wrap=True)  # in a log file, long lines stay whole
     console.print(
         f"[bold]ista demo[/]: {config.method} search, {config.epochs} epochs on real 8×8 digits → {out}"
     )
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     last = result.history[-1]
     params = count_params_m(build_eval_network(result.genotype, "cifar10", auxiliary=True))
     console.print(f"\n[bold]Found genotype[/] (after {time.perf_counter() - started:.0f} s):")
-    console.print(result.genotype.to_text(), highlight=False, soft_wrap=True)
+    console.print(result.genotype.to_text(), highlight=False)
     console.print(f"held-out accuracy of the super-net: [bold]{last['valid_acc']:.1%}[/] (chance: 10%)")
     console.print(f"target network (CIFAR-10, 20 cells, C=36): {params:.6f} M parameters")
     console.print(f"run directory: {result.run_dir}  (config.json, metrics.jsonl, genotype.json, env.json)")

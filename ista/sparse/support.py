@@ -39,6 +39,7 @@ class NodeMap:
     """The constants of one node's forward map between two recoveries."""
 
     support: np.ndarray  # (s,) local indices k into z_j
+    index: torch.Tensor  # the same on the device, so the forward map never copies from the host
     A_S: torch.Tensor  # (m, s) the support columns of A_j
     offset: torch.Tensor  # (s,) c = (A_SᵀA_S − I) z_S
     size: int  # n_j
@@ -51,13 +52,13 @@ class NodeMap:
         A_S = A[:, support]
         offset = (A_S.T @ A_S - np.eye(len(support))) @ z[support]  # in float64, then cast
         as_tensor = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
-        return cls(support, as_tensor(A_S), as_tensor(offset), A.shape[1])
+        index = torch.as_tensor(support, device=device)
+        return cls(support, index, as_tensor(A_S), as_tensor(offset), A.shape[1])
 
     def weights(self, b: torch.Tensor) -> torch.Tensor:
         """w_j ∈ R^{n_j}: A_Sᵀb − c on the support, 0 elsewhere; differentiable in b."""
         w_S = self.A_S.T @ b - self.offset
-        index = torch.as_tensor(self.support, device=w_S.device)
-        return torch.zeros(self.size, dtype=w_S.dtype, device=w_S.device).scatter(0, index, w_S)
+        return torch.zeros(self.size, dtype=w_S.dtype, device=w_S.device).scatter(0, self.index, w_S)
 
 
 def cell_weights(codes: Sequence[torch.Tensor], maps: Sequence[NodeMap]) -> torch.Tensor:

@@ -177,3 +177,19 @@ def test_cifar_layout_through_the_cli(tmp_path, write_cifar):
     missing = subprocess.run(bad, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2
     assert "CIFAR-10 folder /nonexistent/cifar-10-batches-py does not exist" in missing.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU to detect host syncs")
+@pytest.mark.parametrize("method", ["ista", "darts"])
+def test_search_step_has_no_host_sync(method):
+    config = apply_overrides(tiny(method), ["device=cuda"])
+    data = load_search_data(config)
+    task = build_task(config, data, torch.device("cuda"))
+    x, y = (data.images[:16].float() / 255).cuda(), data.labels[:16].cuda()
+    task.start_epoch(0)
+    task.train_step((x, y), (x, y))  # warm-up: cuDNN autotuning and lazy optimizer state may sync
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        task.train_step((x, y), (x, y))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
