@@ -8,6 +8,9 @@ from collections.abc import Sequence
 
 from ista import __version__
 from ista.cli import demo, params, search, show
+from ista.sparse.lasso import SolverError
+from ista.train.checkpoint import CheckpointError
+from ista.train.engine import NonFiniteLossError
 
 COMMANDS = {"demo": demo, "search": search, "params": params, "show": show}
 
@@ -27,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
-    except (ValueError, OSError) as err:  # bad input: say why, without a traceback
+    except (ValueError, OSError, SolverError, CheckpointError, NonFiniteLossError) as err:
+        # bad input, a damaged checkpoint, an unlicensed solver, a diverged run: say why, without a traceback
         print(f"ista {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -163,6 +163,10 @@ def test_run_directory_guards(tmp_path):
 
     with pytest.raises(CheckpointError, match="damaged"):
         run_search(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
+    cli = [str(ISTA), "search", "--preset", "demo", *TINY, "epochs=1", "--out", str(tmp_path), "--quiet"]
+    result = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "damaged" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"garbage"  # nothing lost or overwritten
 
 
 def test_cifar_layout_through_the_cli(tmp_path, write_cifar):
