@@ -15,11 +15,10 @@ import time
 import torch
 
 from ista.config import apply_overrides, preset
-from ista.data.loaders import ImageLoader, split_indices
 from ista.data.sources import CIFAR10_MEAN, CIFAR10_STD, ImageSet
 from ista.report.console import RunProgress
-from ista.search.runner import build_task
-from ista.train.engine import Loaders, run_epochs
+from ista.search.runner import build_loaders, build_task
+from ista.train.engine import run_epochs
 
 
 def main() -> None:
@@ -35,12 +34,7 @@ def main() -> None:
     data = ImageSet(images, torch.randint(0, 10, (args.images,), generator=g), CIFAR10_MEAN, CIFAR10_STD, 10)
     device = torch.device(args.device)
     task = build_task(config, data, device)
-    train, held = split_indices(args.images, 0.5)
-    loaders = Loaders(
-        ImageLoader(data, train, config.batch_size, device, augment=True, stream=0),
-        ImageLoader(data, held, config.batch_size, device, augment=True, stream=1),
-        ImageLoader(data, held, config.batch_size, device, shuffle=False, stream=2),
-    )
+    loaders = build_loaders(config, data, device)
     results = {}
     started = time.perf_counter()
     with RunProgress(config.epochs, enabled=False) as progress:
@@ -54,7 +48,7 @@ def main() -> None:
         "images": args.images,
         "batch": config.batch_size,
         "epoch_s": round(seconds, 2),
-        "train_images_per_s": round(len(train) / seconds),
+        "train_images_per_s": round(len(loaders.train.indices) / seconds),
         "recovery_s": results.get("recovery_s"),
         "projected_50_epochs_h": round(50 * seconds * 50_000 / args.images / 3600, 3),
     }

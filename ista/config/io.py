@@ -111,7 +111,7 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
 
 def validate(config: SearchConfig) -> SearchConfig:
     """Checks values that types cannot: choices, signs, ranges."""
-    flat = _flatten(config_to_dict(config))
+    flat = flatten_config(config)
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(choices)}")
@@ -136,6 +136,11 @@ def validate(config: SearchConfig) -> SearchConfig:
             f"supernet.layers: need ≥ 3 cells (two are reductions), got {config.supernet.layers}"
         )
     return config
+
+
+def flatten_config(config: Any) -> dict[str, Any]:
+    """{"optim.lr": 0.2, ...}: the dotted keys that overrides and error messages use."""
+    return _flatten(config_to_dict(config))
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -32,10 +32,6 @@ def write_metrics(path: str | Path, history: list[dict[str, Any]]) -> None:
     write_text(path, "".join(json.dumps(m) + "\n" for m in history))
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Versions, host and devices: enough to tell two runs' circumstances apart."""
     import torch

@@ -73,14 +73,14 @@ class BilevelSearch:
         """The super-net's accuracy on the held-out half: the selection metric of the 5 searches (§3.5)."""
         self.model.eval()
         weights = self.arch_weights()
-        correct, loss, n = torch.zeros(()), torch.zeros(()), 0
+        correct, loss, n = 0, 0, 0  # device tensors after the first batch: one host read at the end
         for x, y in batches:
             logits, _ = self.model(x, weights)
-            loss = loss + nn.functional.cross_entropy(logits, y, reduction="sum").cpu()
-            correct = correct + (logits.argmax(1) == y).sum().cpu()
+            loss = loss + nn.functional.cross_entropy(logits, y, reduction="sum")
+            correct = correct + (logits.argmax(1) == y).sum()
             n += len(y)
         self.model.train()
-        return {"valid_loss": loss.item() / n, "valid_acc": correct.item() / n}
+        return {"valid_loss": float(loss) / n, "valid_acc": float(correct) / n}
 
     def state_dict(self) -> dict[str, Any]:
         return {

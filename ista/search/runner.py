@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ista.config.io import ConfigError, config_from_dict, config_to_dict
+from ista.config.io import ConfigError, config_from_dict, config_to_dict, flatten_config
 from ista.config.schema import SearchConfig
 from ista.data.loaders import ImageLoader, split_indices
 from ista.data.sources import ImageSet, load_cifar10, load_digits
@@ -57,7 +57,7 @@ def prepare_run_dir(config: SearchConfig, run_dir: Path, resume: bool) -> bool:
     if saved_path.exists() and has_checkpoint:
         saved = config_from_dict(json.loads(saved_path.read_text()))
         if saved != config:
-            new, old = _flatten(config_to_dict(config)), _flatten(config_to_dict(saved))
+            new, old = flatten_config(config), flatten_config(saved)
             diff = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in new if new[k] != old[k])
             raise ConfigError(
                 f"{run_dir} holds a run with other settings ({diff}); use another --out to start anew"
@@ -66,11 +66,15 @@ def prepare_run_dir(config: SearchConfig, run_dir: Path, resume: bool) -> bool:
     return has_checkpoint
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
-    return out
+def build_loaders(config: SearchConfig, data: ImageSet, device: torch.device) -> Loaders:
+    """W trains on the first part of the split, b on the rest, which is also the evaluation set (§3.2)."""
+    train_idx, held_idx = split_indices(len(data.labels), config.data.train_portion)
+    batch, augment = config.batch_size, config.data.augment
+    return Loaders(
+        train=ImageLoader(data, train_idx, batch, device, augment, stream=0),
+        held_out=ImageLoader(data, held_idx, batch, device, augment, stream=1),
+        evaluate=ImageLoader(data, held_idx, batch, device, augment=False, shuffle=False, stream=2),
+    )
 
 
 def build_task(config: SearchConfig, data: ImageSet, device: torch.device):
@@ -127,13 +131,7 @@ def run_search(
         records.write_metrics(run_dir / "metrics.jsonl", history)
         records.write_json(run_dir / "genotype.json", metrics["genotype"])
 
-    train_idx, held_idx = split_indices(len(data.labels), config.data.train_portion)
-    batch, augment = config.batch_size, config.data.augment
-    loaders = Loaders(
-        train=ImageLoader(data, train_idx, batch, device, augment, stream=0),
-        held_out=ImageLoader(data, held_idx, batch, device, augment, stream=1),
-        evaluate=ImageLoader(data, held_idx, batch, device, augment=False, shuffle=False, stream=2),
-    )
+    loaders = build_loaders(config, data, device)
     with RunProgress(config.epochs, f"{config.method} search", enabled=show_progress) as progress:
         run_epochs(
             task,
