@@ -16,6 +16,7 @@ import torch
 
 from ista.config import apply_overrides, preset
 from ista.data.sources import CIFAR10_MEAN, CIFAR10_STD, ImageSet
+from ista.data.splits import Split
 from ista.report.console import RunProgress
 from ista.search.runner import build_loaders, build_task
 from ista.train.engine import run_epochs
@@ -31,10 +32,12 @@ def main() -> None:
     config = apply_overrides(preset(name), [f"device={torch.device(args.device).type}", "epochs=50"])
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=g)
-    data = ImageSet(images, torch.randint(0, 10, (args.images,), generator=g), CIFAR10_MEAN, CIFAR10_STD, 10)
+    labels = torch.randint(0, 10, (args.images,), generator=g)
     device = torch.device(args.device)
+    images = ImageSet(images, labels, CIFAR10_MEAN, CIFAR10_STD, 10)
+    data = Split("cifar10", images, args.images, 10, 3, CIFAR10_MEAN, CIFAR10_STD, device)
     task = build_task(config, data, device)
-    loaders = build_loaders(config, data, device)
+    loaders = build_loaders(config, data)
     results = {}
     started = time.perf_counter()
     with RunProgress(config.epochs, enabled=False) as progress:

@@ -1,24 +1,47 @@
 """Shared fixtures: data the project makes itself, in the layouts users have on disk."""
 
-import pickle
+import socket
 
 import numpy as np
 import pytest
 
 
 @pytest.fixture
-def write_cifar():
-    """Writes a CIFAR-10 folder in the standard python layout, with random images; returns the folder."""
+def free_port() -> int:
+    """A loopback port nobody listens on, for a process group's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    def write(root, per_batch=20, seed=0):
+
+@pytest.fixture
+def write_cifar():
+    """Writes a CIFAR-10 folder in the official python layout with random images; returns the folder."""
+    from ista.data.synthetic import write_cifar10_folder
+
+    return write_cifar10_folder
+
+
+@pytest.fixture
+def write_image_folder():
+    """Writes an ImageNet-style folder (train/ and val/, one folder per class) of real JPEG photos: crops
+    of scikit-learn's two sample images, of random sizes. Returns the root."""
+
+    def write(root, classes=("n01440764", "n01443537", "n01484850"), train=4, val=2, seed=0):
+        from PIL import Image
+        from sklearn.datasets import load_sample_images
+
+        photos = load_sample_images().images
         rng = np.random.default_rng(seed)
-        folder = root / "cifar-10-batches-py"
-        folder.mkdir(parents=True)
-        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-            images = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-            batch = {b"data": images, b"labels": rng.integers(0, 10, per_batch).tolist()}
-            with open(folder / name, "wb") as f:
-                pickle.dump(batch, f)
-        return folder
+        for split, n in (("train", train), ("val", val)):
+            for c, wnid in enumerate(classes):
+                folder = root / split / wnid
+                folder.mkdir(parents=True)
+                for i in range(n):
+                    photo = photos[(c + i) % len(photos)]
+                    h, w = rng.integers(80, 400), rng.integers(80, 600)
+                    y, x = rng.integers(0, photo.shape[0] - h + 1), rng.integers(0, photo.shape[1] - w + 1)
+                    Image.fromarray(photo[y : y + h, x : x + w]).save(folder / f"{wnid}_{i}.JPEG", quality=90)
+        return root
 
     return write

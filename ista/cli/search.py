@@ -23,6 +23,9 @@ def add_config_arguments(p: argparse.ArgumentParser, default_preset: str | None)
         metavar="KEY=VALUE",
         help="config overrides, e.g. epochs=10 optim.lr=0.1 data.root=~/data (see --print-config)",
     )
+    p.add_argument(
+        "--loader", choices=("auto", "ffcv", "torch"), help="data reader (same as data.loader=...)"
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 
 
@@ -41,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def resolve(args: argparse.Namespace):
-    config = apply_overrides(preset(args.preset), args.overrides)
+    loader = [f"data.loader={args.loader}"] if args.loader else []
+    config = apply_overrides(preset(args.preset), [*args.overrides, *loader])
     if args.print_config:
         print(json.dumps(config_to_dict(config), indent=2))
     return config

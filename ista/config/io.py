@@ -12,7 +12,7 @@ CHOICES = {  # fields with a closed set of values
     "method": ("ista", "darts"),
     "device": ("auto", "cpu", "cuda"),
     "data.dataset": ("cifar10", "digits"),
-    "data.loader": ("torch",),
+    "data.loader": ("auto", "ffcv", "torch"),
     "arch.solver": ("exact", "cvxpy", "mosek"),
 }
 POSITIVE = (
@@ -25,8 +25,8 @@ POSITIVE = (
     "arch.lr",
 )
 NON_NEGATIVE = (
-    "seed", "data.subset", "optim.lr_min", "optim.momentum", "optim.weight_decay",
-    "optim.grad_clip", "arch.weight_decay", "arch.lam", "arch.recover_every",
+    "seed", "data.subset", "data.workers", "data.cutout", "optim.lr_min", "optim.momentum",
+    "optim.weight_decay", "optim.grad_clip", "arch.weight_decay", "arch.lam", "arch.recover_every",
 )  # fmt: skip
 
 

@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "cifar10"  # cifar10 | digits (scikit-learn's real 8×8 digits, shipped with the package)
-    root: str = ""  # the folder holding cifar-10-batches-py (dataset=cifar10)
-    loader: str = "torch"  # torch (torchvision reader); ffcv comes with the data pipeline
+    root: str = ""  # the raw data: the folder holding cifar-10-batches-py
+    beton: str = ""  # the folder `ista data` wrote train.beton/test.beton into (read with FFCV)
+    loader: str = "auto"  # auto (ffcv when `beton` is set and ffcv imports) | ffcv | torch
+    workers: int = 0  # loader threads/processes; 0 = the CPUs this process may use (Slurm's binding)
     train_portion: float = 0.5  # first part trains W, the rest trains b (method.md §3.2)
     subset: int = 0  # use only the first N training images (0 = all): smoke runs
     augment: bool = True  # pad-4 random crop + flip on both halves (§11.9)
+    cutout: int = 0  # cutout square side when augmenting (16 in evaluation training, §4), 0 = off
+    jitter: bool = False  # ImageNet colour jitter when augmenting (the evaluation script's, §7)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""In-memory loaders: a seeded order per epoch and augmentation applied to whole batches.
+"""Loaders: one interface (`epoch(seed, epoch)`, `forever`, `len`) over in-memory tensors, image folders
+and FFCV files.
 
-Everything random is drawn from generators seeded by (seed, epoch), not from global state, so an epoch's
-batches are the same whether the run went straight through or was resumed from a checkpoint.
+Everything random is drawn from generators seeded by (seed, epoch, stream), never from global state, so an
+epoch's batches are the same whether the run went straight through or was resumed from a checkpoint. With
+several processes every rank draws the same order and reads its own shard of it (padded like PyTorch's
+DistributedSampler, so all ranks take the same number of steps); augmentation draws differ per rank.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
+from ista.data.augment import Finish, random_crop_flip
 from ista.data.sources import ImageSet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -27,36 +31,47 @@ def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 8 + stream) % (2**63))
 
 
-class ImageLoader:
-    """Batches of `data.images[indices]`, shuffled, augmented (pad-4 crop + flip) and normalised."""
+def rank_generator(seed: int, epoch: int, stream: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(hash((seed, epoch, stream, rank)) % (2**63))  # int hashes are stable
+
+
+def rank_shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """This rank's part of a global order, padded by wrapping around as DistributedSampler does."""
+    if world == 1:
+        return order
+    padded = torch.cat([order, order[: (-len(order)) % world]])
+    return padded[rank::world]
+
+
+class BatchLoader:
+    """Shared part of all loaders: per-epoch generators, rank sharding, and the device-side `Finish`."""
 
     def __init__(
         self,
-        data: ImageSet,
         indices: torch.Tensor,
         batch_size: int,
+        finish: Finish,
         device: torch.device | str = "cpu",
-        augment: bool = False,
+        *,
         shuffle: bool = True,
         stream: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ):
-        self.data, self.indices, self.batch_size = data, indices, batch_size
-        self.device, self.augment, self.shuffle, self.stream = torch.device(device), augment, shuffle, stream
-        self.mean = torch.tensor(data.mean, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(data.std, device=self.device).view(1, -1, 1, 1)
+        self.indices, self.batch_size, self.finish = torch.as_tensor(indices), batch_size, finish
+        self.device, self.shuffle, self.stream = torch.device(device), shuffle, stream
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
+        per_rank = -(-len(self.indices) // self.world)
+        return -(-per_rank // self.batch_size)
 
     def epoch(self, seed: int, epoch: int) -> Iterator[Batch]:
-        g = epoch_generator(seed, epoch, self.stream)
-        order = self.indices[torch.randperm(len(self.indices), generator=g)] if self.shuffle else self.indices
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
-            x = self.data.images[chosen].to(self.device, non_blocking=True).float().div_(255)
-            if self.augment:
-                x = random_crop_flip(x, g)
-            yield (x - self.mean) / self.std, self.data.labels[chosen].to(self.device, non_blocking=True)
+        order_g = epoch_generator(seed, epoch, self.stream)
+        # rank 0 continues the order's stream, so a 1-process run is unchanged by the sharding
+        augment_g = order_g if self.rank == 0 else rank_generator(seed, epoch, self.stream, self.rank)
+        for x, y in self._batches(seed, epoch, order_g, augment_g):
+            yield self.finish(x, augment_g), y
 
     def forever(self, seed: int, epoch: int) -> Iterator[Batch]:
         """Cycles through the set, a new order each pass (the b-half in Algorithm 1)."""
@@ -65,15 +80,31 @@ class ImageLoader:
             yield from self.epoch(seed, epoch * 1000 + rounds)
             rounds += 1
 
+    def _order(self, order_g: torch.Generator) -> torch.Tensor:
+        order = self.indices
+        if self.shuffle:
+            order = order[torch.randperm(len(order), generator=order_g)]
+        return rank_shard(order, self.rank, self.world)
 
-def random_crop_flip(x: torch.Tensor, g: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """Zero-pad by `padding`, crop back at a random offset, flip half of the images (§11.9)."""
-    n, _, h, w = x.shape
-    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=g).to(x.device)
-    flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
-    padded = torch.nn.functional.pad(x, (padding,) * 4)
-    rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # n×h×1
-    cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # n×1×w
-    cropped = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols]
-    cropped = cropped.permute(0, 3, 1, 2)
-    return torch.where(flip[:, None, None, None], cropped.flip(-1), cropped)
+    def _batches(
+        self, seed: int, epoch: int, order_g: torch.Generator, augment_g: torch.Generator
+    ) -> Iterator[Batch]:
+        """uint8 N×C×H×W images and int64 labels, both on the device."""
+        raise NotImplementedError
+
+
+class ImageLoader(BatchLoader):
+    """Batches of `data.images[indices]` from memory; `crop` adds pad-4 random crop + flip (§11.9)."""
+
+    def __init__(self, data: ImageSet, indices, batch_size: int, finish: Finish, *, crop=False, **kwargs):
+        super().__init__(indices, batch_size, finish, **kwargs)
+        self.data, self.crop = data, crop
+
+    def _batches(self, seed, epoch, order_g, augment_g):
+        order = self._order(order_g)
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            x = self.data.images[chosen].to(self.device, non_blocking=True)
+            if self.crop:
+                x = random_crop_flip(x, augment_g)
+            yield x, self.data.labels[chosen].to(self.device, non_blocking=True)

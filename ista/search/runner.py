@@ -11,8 +11,8 @@ import torch
 
 from ista.config.io import ConfigError, config_from_dict, config_to_dict, flatten_config
 from ista.config.schema import SearchConfig
-from ista.data.loaders import ImageLoader, split_indices
-from ista.data.sources import ImageSet, load_cifar10, load_digits
+from ista.data.loaders import split_indices
+from ista.data.splits import Split, open_split
 from ista.report import records
 from ista.report.cell_plot import save_genotype_figure
 from ista.report.console import RunProgress
@@ -39,12 +39,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_search_data(config: SearchConfig) -> ImageSet:
-    data = load_digits() if config.data.dataset == "digits" else load_cifar10(config.data.root, train=True)
-    if config.data.subset:
-        n = config.data.subset
-        data = ImageSet(data.images[:n], data.labels[:n], data.mean, data.std, data.num_classes)
-    return data
+def open_search_data(config: SearchConfig, device: torch.device | str = "cpu") -> Split:
+    return open_split(config.data, train=True, device=device)
 
 
 def prepare_run_dir(config: SearchConfig, run_dir: Path, resume: bool) -> bool:
@@ -66,18 +62,18 @@ def prepare_run_dir(config: SearchConfig, run_dir: Path, resume: bool) -> bool:
     return has_checkpoint
 
 
-def build_loaders(config: SearchConfig, data: ImageSet, device: torch.device) -> Loaders:
+def build_loaders(config: SearchConfig, data: Split) -> Loaders:
     """W trains on the first part of the split, b on the rest, which is also the evaluation set (§3.2)."""
-    train_idx, held_idx = split_indices(len(data.labels), config.data.train_portion)
-    batch, augment = config.batch_size, config.data.augment
+    train_idx, held_idx = split_indices(data.size, config.data.train_portion)
+    batch, augment, cutout = config.batch_size, config.data.augment, config.data.cutout
     return Loaders(
-        train=ImageLoader(data, train_idx, batch, device, augment, stream=0),
-        held_out=ImageLoader(data, held_idx, batch, device, augment, stream=1),
-        evaluate=ImageLoader(data, held_idx, batch, device, augment=False, shuffle=False, stream=2),
+        train=data.loader(train_idx, batch, augment=augment, cutout=cutout, stream=0),
+        held_out=data.loader(held_idx, batch, augment=augment, cutout=cutout, stream=1),
+        evaluate=data.loader(held_idx, batch, augment=False, shuffle=False, stream=2),
     )
 
 
-def build_task(config: SearchConfig, data: ImageSet, device: torch.device):
+def build_task(config: SearchConfig, data: Split, device: torch.device):
     from ista.search.darts import DartsSearch
     from ista.search.two_stage import IstaSearch
 
@@ -87,7 +83,7 @@ def build_task(config: SearchConfig, data: ImageSet, device: torch.device):
         config.supernet.channels,
         config.supernet.layers,
         data.num_classes,
-        in_channels=data.images.shape[1],
+        in_channels=data.channels,
     ).to(device)
     return (IstaSearch if config.method == "ista" else DartsSearch)(config, model, device)
 
@@ -99,7 +95,7 @@ def run_search(
     has_checkpoint = prepare_run_dir(config, run_dir, resume)
     device = resolve_device(config.device)
     torch.use_deterministic_algorithms(config.deterministic)
-    data = load_search_data(config)
+    data = open_search_data(config, device)
     task = build_task(config, data, device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -114,6 +110,8 @@ def run_search(
         "seed": config.seed,
         "solver": config.arch.solver,
         "method": config.method,
+        "data_reader": data.reader,
+        "loader_workers": data.workers,
         "resumed_from_epoch": start_epoch if has_checkpoint else None,
     }
     records.write_json(run_dir / "env.json", records.environment(run_facts))
@@ -131,7 +129,7 @@ def run_search(
         records.write_metrics(run_dir / "metrics.jsonl", history)
         records.write_json(run_dir / "genotype.json", metrics["genotype"])
 
-    loaders = build_loaders(config, data, device)
+    loaders = build_loaders(config, data)
     with RunProgress(config.epochs, f"{config.method} search", enabled=show_progress) as progress:
         run_epochs(
             task,

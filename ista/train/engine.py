@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ista.data.loaders import Batch, ImageLoader
+from ista.data.loaders import Batch, BatchLoader
 
 Stats = dict[str, tuple[torch.Tensor, int]]  # name → (sum over the batch, number of items)
 
@@ -65,9 +65,9 @@ class Meter:
 
 @dataclass
 class Loaders:
-    train: ImageLoader
-    held_out: ImageLoader | None = None  # cycled alongside train (the b-half of a two-stage search)
-    evaluate: ImageLoader | None = None
+    train: BatchLoader
+    held_out: BatchLoader | None = None  # cycled alongside train (the b-half of a two-stage search)
+    evaluate: BatchLoader | None = None
 
 
 def run_epochs(

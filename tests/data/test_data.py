@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ista.data.loaders import ImageLoader, random_crop_flip, split_indices
+from ista.data.augment import Finish, random_crop_flip
+from ista.data.loaders import ImageLoader, rank_shard, split_indices
 from ista.data.sources import DataError, ImageSet, load_cifar10, load_digits
 
 
@@ -46,7 +47,7 @@ def test_split_by_index():
 def test_loader_order_is_a_function_of_seed_and_epoch():
     images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).repeat(1, 1, 2, 2)
     data = ImageSet(images, torch.arange(40), (0.0,), (1 / 255,), 10)
-    loader = ImageLoader(data, torch.arange(10, 40), batch_size=8)
+    loader = ImageLoader(data, torch.arange(10, 40), 8, Finish(data.mean, data.std))
     first = [y.tolist() for _, y in loader.epoch(seed=1, epoch=0)]
     assert [y.tolist() for _, y in loader.epoch(seed=1, epoch=0)] == first
     assert [y.tolist() for _, y in loader.epoch(seed=1, epoch=1)] != first
@@ -67,3 +68,26 @@ def test_random_crop_flip_is_a_shifted_window():
         r, c = offsets[0, i], offsets[1, i]
         window = padded[i, :, r : r + 6, c : c + 6]
         assert torch.equal(out[i], window.flip(-1) if flips[i] else window)
+
+
+def test_ranks_share_one_order_and_pad_like_distributed_sampler():
+    order = torch.tensor([4, 0, 3, 1, 2])
+    assert rank_shard(order, 0, 2).tolist() == [4, 3, 2] and rank_shard(order, 1, 2).tolist() == [0, 1, 4]
+    assert rank_shard(order, 0, 1) is order
+
+
+def test_folder_loader_repeats_an_epoch_exactly(tmp_path, write_image_folder):
+    from ista.config.schema import DataConfig
+    from ista.data.splits import open_split
+
+    root = write_image_folder(tmp_path, train=3, val=1)
+    split = open_split(DataConfig(dataset="imagenet", root=str(root), loader="torch", workers=1), train=True)
+    assert split.reader == "torch" and split.size == 9 and split.num_classes == 3
+    loader = split.loader(torch.arange(9), 4, augment=True, jitter=True, cutout=16)
+    first = list(loader.epoch(seed=0, epoch=0))
+    assert len(first) == len(loader) == 3 and first[0][0].shape == (4, 3, 224, 224)
+    again, other = list(loader.epoch(seed=0, epoch=0)), list(loader.epoch(seed=0, epoch=1))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0][0], other[0][0])
+    with pytest.raises(DataError, match="the digits data set has no test split"):
+        open_split(DataConfig(dataset="digits"), train=False)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ista.config import apply_overrides, preset
-from ista.search.runner import build_task, load_search_data, run_search
+from ista.search.runner import build_task, open_search_data, run_search
 from ista.space.genotypes import Genotype
 from ista.sparse.broadcast import recover
 from ista.sparse.measurement import CELL_TYPES
@@ -60,8 +60,8 @@ def _count_op_calls(model):
 
 def test_only_support_ops_run_and_b_gradient_is_A_S_times_dL_dw():
     config = tiny()
-    data = load_search_data(config)
-    task = build_task(config, data, torch.device("cpu"))
+    split = open_search_data(config)
+    task, data = build_task(config, split, torch.device("cpu")), split.source
     calls = _count_op_calls(task.model)
     x, y = data.images[:16].float() / 255, data.labels[:16]
     task.start_epoch(0)
@@ -88,8 +88,8 @@ def test_only_support_ops_run_and_b_gradient_is_A_S_times_dL_dw():
 
 def test_recover_every_step_uses_the_latest_codes():
     config = tiny("ista", "arch.recover_every=1")
-    data = load_search_data(config)
-    task = build_task(config, data, torch.device("cpu"))
+    split = open_search_data(config)
+    task, data = build_task(config, split, torch.device("cpu")), split.source
     x, y = data.images[:16].float() / 255, data.labels[:16]
     task.start_epoch(0)
     task.train_step((x, y), (x, y))
@@ -101,8 +101,8 @@ def test_recover_every_step_uses_the_latest_codes():
 
 def test_darts_baseline_runs_all_candidates_and_uses_darts_rule(tmp_path):
     config = tiny("darts", "epochs=1")
-    data = load_search_data(config)
-    task = build_task(config, data, torch.device("cpu"))
+    split = open_search_data(config)
+    task, data = build_task(config, split, torch.device("cpu")), split.source
     calls = _count_op_calls(task.model)
     x, y = data.images[:8].float() / 255, data.labels[:8]
     task.start_epoch(0)
@@ -187,8 +187,8 @@ def test_cifar_layout_through_the_cli(tmp_path, write_cifar):
 @pytest.mark.parametrize("method", ["ista", "darts"])
 def test_search_step_has_no_host_sync(method):
     config = apply_overrides(tiny(method), ["device=cuda"])
-    data = load_search_data(config)
-    task = build_task(config, data, torch.device("cuda"))
+    split = open_search_data(config)
+    task, data = build_task(config, split, torch.device("cuda")), split.source
     x, y = (data.images[:16].float() / 255).cuda(), data.labels[:16].cuda()
     task.start_epoch(0)
     task.train_step((x, y), (x, y))  # warm-up: cuDNN autotuning and lazy optimizer state may sync

@@ -1,7 +1,6 @@
 """Rank-0 recovery and broadcast with two real gloo processes."""
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -17,12 +16,6 @@ from ista.sparse.measurement import draw_measurements, init_codes
 def nodes(seed: int):
     A, b = draw_measurements(seed), init_codes(seed)
     return A["normal"] + A["reduce"], b["normal"] + b["reduce"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker(rank: int, port: int, out: str, fail: bool) -> None:
@@ -47,8 +40,8 @@ def worker(rank: int, port: int, out: str, fail: bool) -> None:
 
 
 @pytest.mark.parametrize("fail", [False, True])
-def test_two_gloo_ranks(tmp_path, fail):
-    mp.spawn(worker, args=(free_port(), str(tmp_path), fail), nprocs=2, join=True)
+def test_two_gloo_ranks(tmp_path, free_port, fail):
+    mp.spawn(worker, args=(free_port, str(tmp_path), fail), nprocs=2, join=True)
     if fail:  # rank 0 says why; rank 1 learns of it at once instead of hanging in the broadcast
         assert "finite" in (tmp_path / "rank0.err").read_text()
         assert "SolverError: sparse recovery failed on rank 0" in (tmp_path / "rank1.err").read_text()

@@ -1,0 +1,207 @@
+"""Writes CIFAR-10 and ImageNet as FFCV `.beton` files, with ffcv-imagenet's settings.
+
+ffcv's own writer waits forever when a worker dies (say, on an unreadable image); ours stops at the first
+bad image and names it. Each file is written under a temporary name and renamed when it is complete, so
+an interrupted write never leaves a file that looks finished; the manifest is written last.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ffcv.fields import IntField, RGBImageField
+from ffcv.memory_allocator import MemoryAllocator
+from ffcv.writer import MIN_PAGE_SIZE, DatasetWriter
+
+from ista import __version__
+from ista.data.folders import read_rgb, scan_image_folder
+from ista.data.sources import CIFAR10_CLASSES, DataError, ImageSet, load_cifar10
+from ista.report.records import write_json
+
+SPLITS = {"cifar10": ("train", "test"), "imagenet": ("train", "val")}
+MANIFEST = "manifest.json"
+DEFAULT_PAGE_SIZE = 4 * MIN_PAGE_SIZE  # ffcv's default; tests use MIN_PAGE_SIZE (2 MiB)
+
+Progress = Callable[[str, int, int], None]  # (file name, images done, images in all)
+
+
+def default_workers() -> int:
+    """The CPUs this process may use: under Slurm's CPU binding that is fewer than the machine has."""
+    return len(os.sched_getaffinity(0))
+
+
+def write_cifar10(src, out, *, workers=0, page_size=DEFAULT_PAGE_SIZE, force=False, progress=None) -> dict:
+    """`cifar-10-batches-py` → train.beton, test.beton: raw 32×32 RGB (no compression) + label."""
+    out = _prepare_out(out, "cifar10", force)
+    splits = {}
+    for split in SPLITS["cifar10"]:
+        data = load_cifar10(src, train=split == "train")
+        path = out / f"{split}.beton"
+        fields = {"image": RGBImageField(write_mode="raw"), "label": IntField()}
+        _write(path, fields, _TensorItems(data), workers, page_size, progress)
+        splits[split] = {"file": path.name, "images": len(data.labels)}
+    return _write_manifest(out, "cifar10", src, splits, list(CIFAR10_CLASSES), {"write_mode": "raw"})
+
+
+def write_imagenet(
+    src,
+    out,
+    *,
+    max_res: int = 500,
+    jpeg_quality: int = 90,
+    compress_prob: float = 0.5,
+    workers: int = 0,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> dict:
+    """`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG` → train.beton, val.beton (ffcv-imagenet's RN-50 settings:
+    longer side ≤ 500 px, half of the images JPEG at quality 90, the rest raw)."""
+    if not 0 <= compress_prob <= 1 or not 1 <= jpeg_quality <= 100 or max_res < 8:
+        raise DataError("need 0 ≤ compress-prob ≤ 1, 1 ≤ jpeg-quality ≤ 100 and max-res ≥ 8")
+    train = scan_image_folder(Path(src) / "train")
+    folders = {"train": train, "val": scan_image_folder(Path(src) / "val", train.classes)}
+    out = _prepare_out(out, "imagenet", force)
+    settings = {"write_mode": "proportion", "max_resolution": max_res, "jpeg_quality": jpeg_quality,
+                "compress_probability": compress_prob}  # fmt: skip
+    splits = {}
+    for split, folder in folders.items():
+        path = out / f"{split}.beton"
+        fields = {"image": RGBImageField(**settings), "label": IntField()}
+        _write(path, fields, _FolderItems(folder.samples), workers, page_size, progress)
+        splits[split] = {"file": path.name, "images": len(folder.samples)}
+    return _write_manifest(out, "imagenet", src, splits, list(train.classes), settings)
+
+
+class _TensorItems:
+    def __init__(self, data: ImageSet):
+        self.images = np.ascontiguousarray(data.images.permute(0, 2, 3, 1).numpy())  # FFCV stores H×W×C
+        self.labels = data.labels.numpy()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.labels[i])
+
+
+class _FolderItems:
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        return np.asarray(read_rgb(path)), label
+
+
+def _prepare_out(out, dataset: str, force: bool) -> Path:
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    existing = [out / f"{s}.beton" for s in SPLITS[dataset] if (out / f"{s}.beton").exists()]
+    if existing and not force:
+        raise DataError(f"{existing[0]} already exists; pass --force to overwrite it")
+    return out
+
+
+def _write_manifest(out: Path, dataset, src, splits, classes, settings) -> dict:
+    manifest = {
+        "dataset": dataset,
+        "source": str(Path(src).expanduser().resolve()),
+        "splits": splits,
+        "num_classes": len(classes),
+        "classes": classes,
+        "image_field": settings,
+        "written_by": f"ista {__version__}",
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _write(path: Path, fields, items, workers: int, page_size: int, progress: Progress | None) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    workers = min(workers or default_workers(), max(1, len(items) // 100))
+    try:
+        writer = _Writer(str(partial), fields, page_size=page_size, num_workers=workers)
+        writer.progress = (lambda done, total: progress(path.name, done, total)) if progress else None
+        writer.from_indexed_dataset(items, chunksize=100)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _guarded(work: Callable, errors, *args) -> None:
+    """Runs one of ffcv's writer workers; its error goes to the parent instead of a silent death."""
+    try:
+        work(*args)
+    except BaseException as err:
+        errors.put(str(err) if isinstance(err, DataError) else f"{type(err).__name__}: {err}")
+        errors.close()
+        errors.join_thread()
+        sys.exit(1)
+
+
+class _Writer(DatasetWriter):
+    """ffcv 1.0.2's DatasetWriter with a parent loop that notices failed workers and reports progress."""
+
+    progress: Callable[[int, int], None] | None = None
+
+    def _write_common(self, num_samples, queue_content, work_fn, extra_worker_args):
+        ctx = multiprocessing.get_context("fork")  # workers inherit the item list instead of pickling it
+        self.num_samples = num_samples
+        self.prepare()
+        work, allocations, errors = ctx.Queue(), ctx.Queue(), ctx.Queue()
+        for todo in queue_content:
+            work.put(todo)
+        for _ in range(self.num_workers):
+            work.put(None)
+        done = ctx.Value(ctypes.c_uint64, 0)
+        allocator = MemoryAllocator(self.fname, self.data_region_start, self.page_size)
+        args = (work, self.metadata_sm, self.metadata_type, self.fields, allocator, done, allocations)
+        processes = [
+            ctx.Process(target=_guarded, args=(work_fn, errors, *args, *extra_worker_args), daemon=True)
+            for _ in range(self.num_workers)
+        ]
+        try:
+            for p in processes:
+                p.start()
+            while done.value < num_samples:
+                self._raise_if_failed(processes, errors)
+                if self.progress:
+                    self.progress(done.value, num_samples)
+                time.sleep(0.05)
+            if self.progress:
+                self.progress(num_samples, num_samples)
+            table: list[Any] = []
+            for _ in processes:
+                table.extend(allocations.get())
+            self.finalize(table)
+        finally:
+            for p in processes:
+                if p.is_alive():
+                    p.terminate()
+                p.join()
+            self.metadata_sm.close()
+            self.metadata_sm.unlink()
+
+    @staticmethod
+    def _raise_if_failed(processes, errors) -> None:
+        failed = [p for p in processes if p.exitcode not in (None, 0)]
+        if not failed and errors.empty():
+            return
+        try:
+            message = errors.get(timeout=5)
+        except Exception:
+            message = f"a writer process ended with exit code {failed[0].exitcode} (out of memory?)"
+        raise DataError(message)
