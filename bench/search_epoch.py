@@ -18,7 +18,7 @@ from ista.config import apply_overrides, preset
 from ista.data.sources import CIFAR10_MEAN, CIFAR10_STD, ImageSet
 from ista.data.splits import Split
 from ista.report.console import RunProgress
-from ista.search.runner import build_loaders, build_task
+from ista.runner import build_loaders, build_task
 from ista.train.engine import run_epochs
 
 

@@ -21,7 +21,7 @@ import torch
 
 from ista.config import apply_overrides, preset
 from ista.data.sources import ImageSet
-from ista.search.runner import build_task
+from ista.runner import build_task
 
 
 def cpu_name() -> str:
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    shape = [f"supernet.channels={args.channels}", f"supernet.layers={args.layers}", f"device={device.type}"]
+    shape = [f"network.channels={args.channels}", f"network.layers={args.layers}", f"device={device.type}"]
     data = ImageSet(
         torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, dtype=torch.long), (0,), (1,), 10
     )

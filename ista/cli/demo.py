@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
-    from ista.search.runner import run_search
+    from ista import runner
     from ista.space.counting import count_params_m
     from ista.space.networks import build_eval_network
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]ista demo[/]: {config.method} search, {config.epochs} epochs on real 8×8 digits → {out}"
     )
     started = time.perf_counter()
-    result = run_search(config, out)
+    result = runner.run(config, out)
     last = result.history[-1]
     params = count_params_m(build_eval_network(result.genotype, "cifar10", auxiliary=True))
     console.print(f"\n[bold]Found genotype[/] (after {time.perf_counter() - started:.0f} s):")

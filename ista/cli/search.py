@@ -1,4 +1,4 @@
-"""`ista search`: a two-stage ISTA-NAS (or DARTS baseline) search from a preset plus overrides."""
+"""`ista search`: an ISTA-NAS search (two-stage or one-stage) or the DARTS baseline, from a preset."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ from pathlib import Path
 
 from ista.config import PRESETS, apply_overrides, config_to_dict, preset
 
+SEARCH_PRESETS = sorted(name for name, config in PRESETS.items() if config.method != "train")
 
-def add_config_arguments(p: argparse.ArgumentParser, default_preset: str | None) -> None:
+
+def add_config_arguments(
+    p: argparse.ArgumentParser, default_preset: str | None, presets=SEARCH_PRESETS, help_text: str = ""
+) -> None:
     p.add_argument(
         "--preset",
         default=default_preset,
         required=default_preset is None,
-        choices=sorted(PRESETS),
-        help="named settings; cifar10-two-stage is the paper's supplement",
+        choices=presets,
+        help=help_text or "named settings; cifar10-two-stage is the paper's supplement",
     )
     p.add_argument(
         "overrides",
@@ -32,8 +36,9 @@ def add_config_arguments(p: argparse.ArgumentParser, default_preset: str | None)
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(
         name,
-        help="search an architecture (Algorithm 1, or the DARTS baseline)",
-        description="Two-stage search on a super-net; writes a run directory.",
+        help="search an architecture (Algorithm 1 or 2, or the DARTS baseline)",
+        description="Two-stage search on a super-net, or one-stage search and training; writes a run "
+        "directory.",
     )
     add_config_arguments(p, None)
     p.add_argument(
@@ -43,9 +48,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
-def resolve(args: argparse.Namespace):
+def resolve(args: argparse.Namespace, extra: tuple[str, ...] = ()):
     loader = [f"data.loader={args.loader}"] if args.loader else []
-    config = apply_overrides(preset(args.preset), [*args.overrides, *loader])
+    config = apply_overrides(preset(args.preset), [*args.overrides, *loader, *extra])
     if args.print_config:
         print(json.dumps(config_to_dict(config), indent=2))
     return config
@@ -57,9 +62,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out RUN_DIR is required")
-    from ista.search.runner import run_search
+    from ista import runner
 
-    result = run_search(config, args.out, resume=args.resume, show_progress=not args.quiet)
-    print(f"genotype: {result.genotype.to_text()}")
-    print(f"run directory: {result.run_dir}")
+    result = runner.run(config, args.out, resume=args.resume, show_progress=not args.quiet)
+    print_result(result)
     return 0
+
+
+def print_result(result) -> None:
+    print(f"genotype: {result.genotype.to_text()}")
+    last = result.history[-1] if result.history else {}
+    if "test_acc" in last:
+        print(f"final test error: {1 - last['test_acc']:.2%} (top-5: {1 - last['test_top5']:.2%})")
+    print(f"run directory: {result.run_dir}")

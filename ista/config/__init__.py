@@ -2,16 +2,17 @@
 
 from ista.config.io import ConfigError, apply_overrides, config_from_dict, config_to_dict
 from ista.config.presets import PRESETS, preset
-from ista.config.schema import ArchConfig, DataConfig, OptimConfig, SearchConfig, SupernetConfig
+from ista.config.schema import ArchConfig, DataConfig, NetworkConfig, OneStageConfig, OptimConfig, RunConfig
 
 __all__ = [
     "PRESETS",
     "ArchConfig",
     "ConfigError",
     "DataConfig",
+    "NetworkConfig",
+    "OneStageConfig",
     "OptimConfig",
-    "SearchConfig",
-    "SupernetConfig",
+    "RunConfig",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",

@@ -6,28 +6,29 @@ import dataclasses
 import typing
 from typing import Any
 
-from ista.config.schema import SearchConfig
+from ista.config.schema import RunConfig
 
 CHOICES = {  # fields with a closed set of values
-    "method": ("ista", "darts"),
+    "method": ("ista", "darts", "onestage", "train"),
     "device": ("auto", "cpu", "cuda"),
-    "data.dataset": ("cifar10", "digits"),
+    "amp": ("auto", "off", "bf16", "fp16"),
+    "channels_last": ("auto", "on", "off"),
+    "data.dataset": ("cifar10", "imagenet", "digits"),
     "data.loader": ("auto", "ffcv", "torch"),
+    "optim.schedule": ("cosine", "linear", "constant"),
     "arch.solver": ("exact", "cvxpy", "mosek"),
 }
 POSITIVE = (
-    "epochs",
-    "batch_size",
-    "eval_every",
-    "supernet.channels",
-    "supernet.layers",
-    "optim.lr",
-    "arch.lr",
-)
-NON_NEGATIVE = (
-    "seed", "data.subset", "data.workers", "data.cutout", "optim.lr_min", "optim.momentum",
-    "optim.weight_decay", "optim.grad_clip", "arch.weight_decay", "arch.lam", "arch.recover_every",
+    "epochs", "batch_size", "eval_every", "network.channels", "network.layers", "optim.lr", "arch.lr",
+    "onestage.search_lr", "onestage.max_search_epochs",
 )  # fmt: skip
+NON_NEGATIVE = (
+    "seed", "data.subset", "data.workers", "data.cutout", "network.auxiliary_weight", "network.drop_path",
+    "optim.lr_min", "optim.momentum", "optim.weight_decay", "optim.grad_clip", "optim.warmup_epochs",
+    "optim.label_smoothing", "arch.weight_decay", "arch.lam", "arch.recover_every", "onestage.threshold",
+    "onestage.param_cap",
+)  # fmt: skip
+BELOW_ONE = ("network.drop_path", "optim.label_smoothing")
 
 
 class ConfigError(ValueError):
@@ -38,7 +39,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def config_from_dict(data: dict[str, Any], cls: type = SearchConfig, prefix: str = "") -> Any:
+def config_from_dict(data: dict[str, Any], cls: type = RunConfig, prefix: str = "") -> Any:
     """The inverse of `config_to_dict`; unknown keys are errors (a typo must not be silently ignored)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected an object, got {type(data).__name__}")
@@ -53,10 +54,10 @@ def config_from_dict(data: dict[str, Any], cls: type = SearchConfig, prefix: str
             values[name] = config_from_dict(value, hints[name], f"{prefix}{name}.")
         else:
             values[name] = _coerce(f"{prefix}{name}", hints[name], value)
-    return validate(cls(**values)) if cls is SearchConfig else cls(**values)
+    return validate(cls(**values)) if cls is RunConfig else cls(**values)
 
 
-def apply_overrides(config: SearchConfig, overrides: list[str]) -> SearchConfig:
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     """Applies `section.field=value` strings, e.g. `optim.lr=0.1 epochs=10`."""
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -109,7 +110,7 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
     return value
 
 
-def validate(config: SearchConfig) -> SearchConfig:
+def validate(config: RunConfig) -> RunConfig:
     """Checks values that types cannot: choices, signs, ranges."""
     flat = flatten_config(config)
     for key, choices in CHOICES.items():
@@ -127,14 +128,15 @@ def validate(config: SearchConfig) -> SearchConfig:
         raise ConfigError(
             f"arch.beta1/beta2: must be in [0, 1), got {config.arch.beta1}, {config.arch.beta2}"
         )
-    if config.optim.lr_min > config.optim.lr:
+    for key in BELOW_ONE:
+        if not flat[key] < 1:
+            raise ConfigError(f"{key}: must be < 1, got {flat[key]}")
+    if config.optim.schedule == "cosine" and config.optim.lr_min > config.optim.lr:
         raise ConfigError(
             f"optim.lr_min ({config.optim.lr_min}) must not exceed optim.lr ({config.optim.lr})"
         )
-    if config.supernet.layers < 3:
-        raise ConfigError(
-            f"supernet.layers: need ≥ 3 cells (two are reductions), got {config.supernet.layers}"
-        )
+    if config.network.layers < 3:
+        raise ConfigError(f"network.layers: need ≥ 3 cells (two are reductions), got {config.network.layers}")
     return config
 
 

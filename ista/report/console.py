@@ -65,7 +65,15 @@ class RunProgress:
         per_epoch = elapsed / (done - (self.first_epoch or 0))
         eta = per_epoch * (self.epochs - done)
         parts = [f"epoch {done}/{self.epochs}"]
-        for key, label in (("train_loss", "loss"), ("train_acc", "acc"), ("valid_acc", "held-out acc")):
+        if "phase" in metrics:
+            parts.append(metrics["phase"])
+        labels = (
+            ("train_loss", "loss"),
+            ("train_acc", "acc"),
+            ("valid_acc", "held-out acc"),
+            ("test_acc", "test acc"),
+        )
+        for key, label in labels:
             if key in metrics:
                 parts.append(
                     f"{label} {metrics[key]:.3f}" if "loss" in key else f"{label} {metrics[key]:.1%}"
@@ -73,6 +81,15 @@ class RunProgress:
         parts.append(f"lr {metrics.get('lr', float('nan')):.4g}")
         parts.append(f"{metrics['epoch_s']:.1f}s/epoch, ETA {_duration(eta)}")
         self.console.print(" | ".join(parts), highlight=False, soft_wrap=True)
+        facts = []
+        if metrics.get("terminated"):
+            facts.append(f"terminated: {', '.join(metrics['terminated'])}")
+        if metrics.get("forced"):
+            facts.append(f"frozen at the epoch limit: {', '.join(metrics['forced'])}")
+        if metrics.get("rejected"):
+            facts.append(f"rejected over the cap: {metrics['candidate_params_m']:.2f} M params")
+        if facts:
+            self.console.print("  " + "; ".join(facts), highlight=False, soft_wrap=True)
         if "genotype" in metrics:
             normal = ", ".join(f"{op}←{i}" for op, i in metrics["genotype"]["normal"])
             reduce = ", ".join(f"{op}←{i}" for op, i in metrics["genotype"]["reduce"])

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ista.config.schema import SearchConfig
+from ista.config.schema import RunConfig
 from ista.data.loaders import Batch
 from ista.train.engine import Stats, classification_stats
 from ista.train.schedules import cosine_lr
@@ -22,7 +22,7 @@ Weights = tuple[torch.Tensor, torch.Tensor]  # (normal, reduce), each (98,)
 
 
 class BilevelSearch:
-    def __init__(self, config: SearchConfig, model: nn.Module, arch_parameters: list[nn.Parameter]):
+    def __init__(self, config: RunConfig, model: nn.Module, arch_parameters: list[nn.Parameter]):
         self.config = config
         self.model = model
         self.arch_parameters = arch_parameters
@@ -34,6 +34,7 @@ class BilevelSearch:
             arch_parameters, lr=a.lr, betas=(a.beta1, a.beta2), weight_decay=a.weight_decay
         )
         self.lr = o.lr
+        self.done = False
 
     def arch_weights(self) -> Weights:
         raise NotImplementedError

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ista.config.schema import SearchConfig
+from ista.config.schema import RunConfig
 from ista.search.bilevel import BilevelSearch, Weights
 from ista.space.encoding import NODE_OFFSETS
 from ista.space.genotypes import NODES, Genotype
@@ -22,7 +22,7 @@ EDGES = sum(j + 2 for j in range(NODES))  # 14
 
 
 class DartsSearch(BilevelSearch):
-    def __init__(self, config: SearchConfig, model: nn.Module, device: torch.device):
+    def __init__(self, config: RunConfig, model: nn.Module, device: torch.device):
         g = torch.Generator().manual_seed(config.seed)
         self.alphas = {
             cell: nn.Parameter((1e-3 * torch.randn(EDGES, NUM_OPS, generator=g)).to(device))

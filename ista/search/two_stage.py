@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ista.config.schema import SearchConfig
+from ista.config.schema import RunConfig
 from ista.search.bilevel import BilevelSearch, Weights
 from ista.space.genotypes import Genotype
 from ista.sparse.broadcast import recover_on_rank0
@@ -23,7 +23,7 @@ from ista.sparse.support import NodeMap, cell_weights, genotype_from_codes
 
 
 class IstaSearch(BilevelSearch):
-    def __init__(self, config: SearchConfig, model: nn.Module, device: torch.device):
+    def __init__(self, config: RunConfig, model: nn.Module, device: torch.device):
         self.device = device
         self.A = draw_measurements(config.seed)  # identical on every rank: drawn from the seed alone
         b = init_codes(config.seed)

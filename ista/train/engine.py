@@ -28,6 +28,7 @@ class NonFiniteLossError(FloatingPointError):
 
 class Task(Protocol):
     model: torch.nn.Module
+    done: bool  # set by a task whose length is decided as it runs (the one-stage search)
 
     def start_epoch(self, epoch: int) -> None: ...
 
@@ -104,6 +105,8 @@ def run_epochs(
         metrics["epoch_s"] = round(time.perf_counter() - started, 3)
         on_epoch_end(epoch, metrics)
         progress.end_epoch(metrics)
+        if task.done:
+            break
 
 
 def _check_finite(means: dict[str, float], epoch: int, step: int) -> None:

@@ -16,7 +16,7 @@ def test_paper_presets():
         0.999,
         1e-3,
     )
-    assert (supp.arch.lam, supp.supernet.channels, supp.supernet.layers, supp.data.train_portion) == (
+    assert (supp.arch.lam, supp.network.channels, supp.network.layers, supp.data.train_portion) == (
         1e-5,
         16,
         8,
@@ -51,7 +51,10 @@ def test_overrides():
     ("override", "message"),
     [
         ("optim.lr=fast", "optim.lr: expected float, got 'fast'"),
-        ("optim.lrate=1", "unknown config field 'optim.lrate': OptimConfig has grad_clip, lr"),
+        (
+            "optim.lrate=1",
+            "unknown config field 'optim.lrate': OptimConfig has grad_clip, label_smoothing, lr",
+        ),
         ("optim=1", "'optim' is a section"),
         ("epochs=0", "epochs: must be > 0"),
         ("optim.weight_decay=-1", "optim.weight_decay: must be ≥ 0"),
@@ -59,7 +62,7 @@ def test_overrides():
         ("arch.solver=fista", "arch.solver: 'fista' is not one of exact, cvxpy, mosek"),
         ("data.augment=maybe", "data.augment: expected true or false"),
         ("optim.lr_min=1", r"optim.lr_min \(1.0\) must not exceed optim.lr"),
-        ("supernet.layers=2", "need ≥ 3 cells"),
+        ("network.layers=2", "need ≥ 3 cells"),
         ("nonsense", "not of the form key=value"),
     ],
 )
@@ -88,3 +91,27 @@ def test_cli_print_config_and_errors(capsys):
     with pytest.raises(SystemExit):  # argparse lists the valid presets
         main(["search", "--preset", "cifar100"])
     assert "invalid choice: 'cifar100'" in capsys.readouterr().err
+
+
+def test_target_and_one_stage_presets_are_the_papers_settings():
+    e = preset("cifar10-eval")  # method.md §4
+    assert (e.method, e.epochs, e.batch_size, e.data.cutout) == ("train", 600, 96, 16)
+    assert (e.network.channels, e.network.layers, e.network.auxiliary_weight, e.network.drop_path) == (
+        36, 20, 0.4, 0.2,
+    )  # fmt: skip
+    assert (e.optim.lr, e.optim.lr_min, e.optim.weight_decay, e.optim.grad_clip) == (0.025, 0.0, 3e-4, 5.0)
+    o = preset("cifar10-one-stage")  # §6
+    assert (o.method, o.epochs, o.batch_size, o.arch.lr, o.arch.beta1, o.arch.weight_decay) == (
+        "onestage", 600, 96, 3e-4, 0.5, 1e-3,
+    )  # fmt: skip
+    assert (o.onestage.threshold, o.onestage.param_cap, o.onestage.search_lr) == (1e-3, 3.7, 0.025)
+    assert o.network == e.network and o.optim == e.optim
+    i = preset("imagenet-one-stage")  # §7
+    assert (i.data.dataset, i.batch_size, i.network.channels, i.network.layers, i.epochs) == (
+        "imagenet", 1024, 48, 14, 250,
+    )  # fmt: skip
+    assert (i.arch.lr, i.optim.lr, i.optim.weight_decay, i.optim.label_smoothing) == (6e-3, 0.5, 3e-5, 0.1)
+    assert (i.optim.schedule, i.network.auxiliary_weight, i.onestage.search_lr) == ("linear", 0.4, 0.5)
+    v = preset("imagenet-eval")
+    assert (v.method, v.optim.warmup_epochs, v.optim.grad_clip, v.data.jitter) == ("train", 5, 5.0, True)
+    assert v.optim == i.optim and v.network == i.network

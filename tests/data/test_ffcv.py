@@ -88,7 +88,7 @@ def test_cifar_training_view_is_pad4_crop_and_flip(tmp_path, write_cifar):
 
 def test_two_stage_split_and_subset_on_the_ffcv_path(tmp_path, write_cifar):
     from ista.config import apply_overrides, preset
-    from ista.search.runner import build_loaders
+    from ista.runner import build_loaders
 
     beton = write_cifar_beton(tmp_path, write_cifar)
     overrides = [f"data.beton={beton}", "data.subset=60", "batch_size=8"]
@@ -224,8 +224,8 @@ def test_falls_back_to_torch_with_a_notice_when_ffcv_does_not_import(tmp_path, w
         "import sys; sys.modules['ffcv'] = None  # as on a machine without ffcv\n"
         "from ista.cli.main import main\n"
         f"sys.exit(main(['search', '--preset', 'cifar10-two-stage', 'data.beton={beton}', "
-        f"'data.root={tmp_path / 'src'}', 'epochs=1', 'batch_size=50', 'supernet.layers=3', "
-        f"'supernet.channels=4', 'device=cpu', '--quiet', '--out', '{tmp_path / 'run'}']))"
+        f"'data.root={tmp_path / 'src'}', 'epochs=1', 'batch_size=50', 'network.layers=3', "
+        f"'network.channels=4', 'device=cpu', '--quiet', '--out', '{tmp_path / 'run'}']))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

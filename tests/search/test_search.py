@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from ista.config import apply_overrides, preset
-from ista.search.runner import build_task, open_search_data, run_search
+from ista.data.splits import open_split
+from ista.runner import build_task, run
 from ista.space.genotypes import Genotype
 from ista.sparse.broadcast import recover
 from ista.sparse.measurement import CELL_TYPES
 from ista.train.checkpoint import load_checkpoint
 
-TINY = ["data.subset=240", "batch_size=32", "supernet.channels=4", "supernet.layers=3"]
+TINY = ["data.subset=240", "batch_size=32", "network.channels=4", "network.layers=3"]
 ISTA = Path(sys.executable).with_name("ista")
 TIMINGS = ("epoch_s", "recovery_s")
 
@@ -26,7 +27,7 @@ def tiny(method="ista", *more):
 
 
 def test_one_epoch_records_everything(tmp_path):
-    result = run_search(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
+    result = run(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
     for name in (
         "config.json",
         "metrics.jsonl",
@@ -60,7 +61,7 @@ def _count_op_calls(model):
 
 def test_only_support_ops_run_and_b_gradient_is_A_S_times_dL_dw():
     config = tiny()
-    split = open_search_data(config)
+    split = open_split(config.data, train=True)
     task, data = build_task(config, split, torch.device("cpu")), split.source
     calls = _count_op_calls(task.model)
     x, y = data.images[:16].float() / 255, data.labels[:16]
@@ -88,7 +89,7 @@ def test_only_support_ops_run_and_b_gradient_is_A_S_times_dL_dw():
 
 def test_recover_every_step_uses_the_latest_codes():
     config = tiny("ista", "arch.recover_every=1")
-    split = open_search_data(config)
+    split = open_split(config.data, train=True)
     task, data = build_task(config, split, torch.device("cpu")), split.source
     x, y = data.images[:16].float() / 255, data.labels[:16]
     task.start_epoch(0)
@@ -101,7 +102,7 @@ def test_recover_every_step_uses_the_latest_codes():
 
 def test_darts_baseline_runs_all_candidates_and_uses_darts_rule(tmp_path):
     config = tiny("darts", "epochs=1")
-    split = open_search_data(config)
+    split = open_split(config.data, train=True)
     task, data = build_task(config, split, torch.device("cpu")), split.source
     calls = _count_op_calls(task.model)
     x, y = data.images[:8].float() / 255, data.labels[:8]
@@ -114,7 +115,7 @@ def test_darts_baseline_runs_all_candidates_and_uses_darts_rule(tmp_path):
             alpha[1, 3], alpha[0, 2] = 5.0, 3.0
     g = task.genotype()
     assert g.normal[:2] == (("sep_conv_3x3", 1), ("skip_connect", 0))
-    result = run_search(config, tmp_path, show_progress=False)
+    result = run(config, tmp_path, show_progress=False)
     assert "alphas" in result.history[0] and len(result.history) == 1
 
 
@@ -153,16 +154,16 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path)
 
 
 def test_run_directory_guards(tmp_path):
-    run_search(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
+    run(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
     with pytest.raises(ValueError, match=r"other settings \(optim\.lr: 0\.1 → 0\.2\)"):
-        run_search(tiny("ista", "epochs=1", "optim.lr=0.2"), tmp_path, show_progress=False)
+        run(tiny("ista", "epochs=1", "optim.lr=0.2"), tmp_path, show_progress=False)
     with pytest.raises(ValueError, match=r"--resume: no checkpoint\.pt"):
-        run_search(tiny("ista", "epochs=1"), tmp_path / "empty", resume=True, show_progress=False)
+        run(tiny("ista", "epochs=1"), tmp_path / "empty", resume=True, show_progress=False)
     (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
     from ista.train.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="damaged"):
-        run_search(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
+        run(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
     cli = [str(ISTA), "search", "--preset", "demo", *TINY, "epochs=1", "--out", str(tmp_path), "--quiet"]
     result = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "damaged" in result.stderr and "Traceback" not in result.stderr
@@ -173,7 +174,7 @@ def test_cifar_layout_through_the_cli(tmp_path, write_cifar):
     write_cifar(tmp_path / "data", per_batch=16)
     out = tmp_path / "run"
     args = ["search", "--preset", "cifar10-two-stage", f"data.root={tmp_path / 'data'}", "epochs=1"]
-    args += ["batch_size=16", "supernet.channels=4", "supernet.layers=3", "--out", str(out), "--quiet"]
+    args += ["batch_size=16", "network.channels=4", "network.layers=3", "--out", str(out), "--quiet"]
     result = subprocess.run([str(ISTA), *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "genotype: Genotype(normal=[" in result.stdout
@@ -187,7 +188,7 @@ def test_cifar_layout_through_the_cli(tmp_path, write_cifar):
 @pytest.mark.parametrize("method", ["ista", "darts"])
 def test_search_step_has_no_host_sync(method):
     config = apply_overrides(tiny(method), ["device=cuda"])
-    split = open_search_data(config)
+    split = open_split(config.data, train=True)
     task, data = build_task(config, split, torch.device("cuda")), split.source
     x, y = (data.images[:16].float() / 255).cuda(), data.labels[:16].cuda()
     task.start_epoch(0)

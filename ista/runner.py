@@ -1,0 +1,178 @@
+"""Runs a search or a training into a run directory: build, resume, train, record. The CLI and launchers
+call this; every method goes through the same engine and the same run-directory layout."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ista.config.io import ConfigError, config_from_dict, config_to_dict, flatten_config
+from ista.config.schema import RunConfig
+from ista.data.loaders import split_indices
+from ista.data.splits import Split, open_split
+from ista.report import records
+from ista.report.cell_plot import save_genotype_figure
+from ista.report.console import RunProgress
+from ista.space.genotypes import Genotype, load_genotype
+from ista.space.networks import build_eval_network, build_search_network
+from ista.train.checkpoint import load_checkpoint, save_checkpoint
+from ista.train.engine import Loaders, run_epochs
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    genotype: Genotype
+    history: list[dict[str, Any]]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> bool:
+    """Creates the run directory or checks it holds the same run; True if there is a checkpoint to resume."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved_path = run_dir / "config.json"
+    has_checkpoint = (run_dir / CHECKPOINT).exists()
+    if resume and not has_checkpoint:
+        raise ConfigError(f"--resume: no {CHECKPOINT} in {run_dir}")
+    if saved_path.exists() and has_checkpoint:
+        saved = config_from_dict(json.loads(saved_path.read_text()))
+        if saved != config:
+            new, old = flatten_config(config), flatten_config(saved)
+            diff = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in new if new[k] != old[k])
+            raise ConfigError(
+                f"{run_dir} holds a run with other settings ({diff}); use another --out to start anew"
+            )
+    records.write_json(saved_path, config_to_dict(config))
+    return has_checkpoint
+
+
+def build_loaders(config: RunConfig, data: Split, test: Split | None = None) -> Loaders:
+    """Two-stage searches: W trains on the first part of the split, b on the rest, which is also the
+    evaluation set (§3.2). Single-level runs: the whole training split, evaluated on `test`."""
+    batch, d = config.batch_size, config.data
+    train = {"augment": d.augment, "cutout": d.cutout, "jitter": d.jitter}
+    if test is not None:
+        return Loaders(
+            train=data.loader(torch.arange(data.size), batch, **train),
+            evaluate=test.loader(torch.arange(test.size), batch, augment=False, shuffle=False, stream=2),
+        )
+    train_idx, held_idx = split_indices(data.size, d.train_portion)
+    return Loaders(
+        train=data.loader(train_idx, batch, **train, stream=0),
+        held_out=data.loader(held_idx, batch, **train, stream=1),
+        evaluate=data.loader(held_idx, batch, augment=False, shuffle=False, stream=2),
+    )
+
+
+def build_task(config: RunConfig, data: Split, device: torch.device):
+    from ista.search.darts import DartsSearch
+    from ista.search.one_stage import OneStageSearch
+    from ista.search.two_stage import IstaSearch
+    from ista.train.supervised import Training
+
+    torch.manual_seed(config.seed)  # W's initialisation
+    net = config.network
+    dataset = "imagenet" if data.dataset == "imagenet" else "cifar10"  # digits: the CIFAR stem
+    shape = {"num_classes": data.num_classes, "in_channels": data.channels}
+    if config.method == "train":
+        model = build_eval_network(
+            load_genotype(config.genotype), dataset, net.channels, net.layers,
+            auxiliary=net.auxiliary_weight > 0, onestage=net.onestage, **shape,
+        )  # fmt: skip
+        return Training(config, model.to(device), device)
+    if config.method == "onestage":
+        model = build_search_network(
+            dataset, net.channels, net.layers, onestage=True, auxiliary=True, **shape
+        )
+        return OneStageSearch(config, model.to(device), device, dataset)
+    model = build_search_network(dataset, net.channels, net.layers, **shape).to(device)
+    return (IstaSearch if config.method == "ista" else DartsSearch)(config, model, device)
+
+
+def run(
+    config: RunConfig, run_dir: str | Path, resume: bool = False, show_progress: bool = True
+) -> RunResult:
+    """Any method into a run directory: build, resume from its checkpoint if there is one, train, record."""
+    run_dir = Path(run_dir)
+    if config.method == "train":
+        if not config.genotype:
+            raise ConfigError("method=train needs a genotype (ista train --genotype NAME|FILE|TEXT)")
+        load_genotype(config.genotype)  # a bad genotype is an error before anything is written
+    has_checkpoint = prepare_run_dir(config, run_dir, resume)
+    device = resolve_device(config.device)
+    torch.use_deterministic_algorithms(config.deterministic)
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark and not config.deterministic
+    single_level = config.method in ("train", "onestage")
+    data = open_split(config.data, train=True, device=device)
+    test = open_split(config.data, train=False, device=device) if single_level else None
+    task = build_task(config, data, device)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if has_checkpoint:
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        task.load_state_dict(state["task"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+    run_facts = {
+        "device": str(device),
+        "world_size": 1,
+        "seed": config.seed,
+        "solver": config.arch.solver,
+        "method": config.method,
+        "data_reader": data.reader,
+        "loader_workers": data.workers,
+        "amp": str(getattr(task, "dtype", None)),
+        "resumed_from_epoch": start_epoch if has_checkpoint else None,
+    }
+    records.write_json(run_dir / "env.json", records.environment(run_facts))
+    records.write_metrics(run_dir / "metrics.jsonl", history)
+    if config.method == "train":
+        records.write_json(run_dir / "genotype.json", load_genotype(config.genotype).to_dict())
+
+    def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
+        history.append(metrics)
+        state = {
+            "epoch": epoch,
+            "task": task.state_dict(),
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+        }
+        save_checkpoint(state, run_dir / CHECKPOINT)  # first the checkpoint, then what it vouches for
+        records.write_metrics(run_dir / "metrics.jsonl", history)
+        if "genotype" in metrics:
+            records.write_json(run_dir / "genotype.json", metrics["genotype"])
+
+    loaders = build_loaders(config, data, test)
+    epochs = config.epochs + (config.onestage.max_search_epochs + 1 if config.method == "onestage" else 0)
+    title = {"train": "training", "onestage": "one-stage search"}.get(
+        config.method, f"{config.method} search"
+    )
+    if not getattr(task, "done", False):
+        with RunProgress(epochs, title, enabled=show_progress) as progress:
+            run_epochs(
+                task,
+                loaders,
+                seed=config.seed,
+                start_epoch=start_epoch,
+                epochs=epochs,
+                eval_every=config.eval_every,
+                on_epoch_end=on_epoch_end,
+                progress=progress,
+            )
+    genotype = Genotype.from_dict(json.loads((run_dir / "genotype.json").read_text()))
+    title = f"{config.preset}: {title}, seed {config.seed}"
+    save_genotype_figure(genotype, run_dir / "genotype.png", title)
+    return RunResult(run_dir, genotype, history)
