@@ -28,8 +28,8 @@ from ista.space.encoding import NODE_OFFSETS, NODE_SIZES
 from ista.space.genotypes import Genotype
 from ista.space.networks import build_eval_network
 from ista.sparse.broadcast import recover_on_rank0
-from ista.sparse.measurement import CELL_TYPES, draw_measurements, init_codes
-from ista.sparse.support import NodeMap, cell_weights, genotype_from_codes
+from ista.sparse.measurement import CELL_TYPES, check_same_measurements, draw_measurements, init_codes
+from ista.sparse.support import cell_weights, genotype_from_codes, node_maps
 from ista.train.schedules import drop_path_at, learning_rate
 from ista.train.supervised import Training
 
@@ -67,14 +67,8 @@ class OneStageSearch(Training):
         )
 
     def _adopt(self, z: dict[str, list[np.ndarray]]) -> None:
-        self.z = z
-        self.maps = {
-            cell: [
-                NodeMap.from_code(a, code, device=self.device)
-                for a, code in zip(self.A[cell], z[cell], strict=True)
-            ]
-            for cell in CELL_TYPES
-        }
+        """Makes z the current code: supports, forward-map constants, and the ops the super-net runs."""
+        self.z, self.maps = z, node_maps(self.A, z, self.device)
         self.model.set_support(*([m.support for m in self.maps[cell]] for cell in CELL_TYPES))
 
     def forward_weights(self):
@@ -197,9 +191,7 @@ class OneStageSearch(Training):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        for c in CELL_TYPES:
-            if any(not np.array_equal(x, y) for x, y in zip(self.A[c], state["A"][c], strict=True)):
-                raise ValueError("the checkpoint's measurement matrices differ from this run's seed")
+        check_same_measurements(self.A, state["A"])
         with torch.no_grad():
             for cell in CELL_TYPES:
                 for b, saved in zip(self.codes[cell], state["codes"][cell], strict=True):

@@ -18,8 +18,8 @@ from ista.config.schema import RunConfig
 from ista.search.bilevel import BilevelSearch, Weights
 from ista.space.genotypes import Genotype
 from ista.sparse.broadcast import recover_on_rank0
-from ista.sparse.measurement import CELL_TYPES, draw_measurements, init_codes
-from ista.sparse.support import NodeMap, cell_weights, genotype_from_codes
+from ista.sparse.measurement import CELL_TYPES, check_same_measurements, draw_measurements, init_codes
+from ista.sparse.support import cell_weights, genotype_from_codes, node_maps
 
 
 class IstaSearch(BilevelSearch):
@@ -42,14 +42,7 @@ class IstaSearch(BilevelSearch):
 
     def _adopt(self, z: dict[str, list[np.ndarray]]) -> None:
         """Makes z the current code: supports, forward-map constants, and the ops the super-net runs."""
-        self.z = z
-        self.maps = {
-            cell: [
-                NodeMap.from_code(a, code, device=self.device)
-                for a, code in zip(self.A[cell], z[cell], strict=True)
-            ]
-            for cell in CELL_TYPES
-        }
+        self.z, self.maps = z, node_maps(self.A, z, self.device)
         self.model.set_support(*([m.support for m in self.maps[cell]] for cell in CELL_TYPES))
 
     def arch_weights(self) -> Weights:
@@ -82,11 +75,6 @@ class IstaSearch(BilevelSearch):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        if any(
-            not np.array_equal(x, y)
-            for c in CELL_TYPES
-            for x, y in zip(self.A[c], state["A"][c], strict=True)
-        ):
-            raise ValueError("the checkpoint's measurement matrices differ from this run's seed")
+        check_same_measurements(self.A, state["A"])
         self.steps = state["steps"]
         self._adopt(state["z"])

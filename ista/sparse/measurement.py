@@ -30,3 +30,10 @@ def init_codes(seed: int, m: int = M, std: float = 1e-3) -> dict[str, list[torch
         cell: [torch.from_numpy(std * rng.standard_normal(m)).float() for _ in NODE_SIZES]
         for cell in CELL_TYPES
     }
+
+
+def check_same_measurements(A: dict[str, list[np.ndarray]], saved: dict[str, list[np.ndarray]]) -> None:
+    """A resumed run must solve with the matrices its checkpoint was made with."""
+    for cell in CELL_TYPES:
+        if any(not np.array_equal(x, y) for x, y in zip(A[cell], saved[cell], strict=True)):
+            raise ValueError("the checkpoint's measurement matrices differ from this run's seed")

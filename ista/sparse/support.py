@@ -61,6 +61,14 @@ class NodeMap:
         return torch.zeros(self.size, dtype=w_S.dtype, device=w_S.device).scatter(0, self.index, w_S)
 
 
+def node_maps(A: dict, z: dict, device=None) -> dict[str, list[NodeMap]]:
+    """Per cell type, the forward maps of its nodes for the recovered codes z."""
+    return {
+        cell: [NodeMap.from_code(a, code, device=device) for a, code in zip(A[cell], z[cell], strict=True)]
+        for cell in A
+    }
+
+
 def cell_weights(codes: Sequence[torch.Tensor], maps: Sequence[NodeMap]) -> torch.Tensor:
     """The 98-entry weight vector of a cell type (nodes concatenated), as `SearchCell` takes it."""
     return torch.cat([node_map.weights(b) for b, node_map in zip(codes, maps, strict=True)])
