@@ -14,6 +14,7 @@ from ista.config.io import ConfigError, config_from_dict, config_to_dict, flatte
 from ista.config.schema import RunConfig
 from ista.data.loaders import split_indices
 from ista.data.splits import Split, open_split
+from ista.distributed import runtime, sync_bn
 from ista.report import records
 from ista.report.cell_plot import save_genotype_figure
 from ista.report.console import RunProgress
@@ -85,6 +86,7 @@ def build_task(config: RunConfig, data: Split, device: torch.device):
 
     torch.manual_seed(config.seed)  # W's initialisation
     net = config.network
+    sync = sync_bn.convert if config.sync_bn else (lambda m: m)
     dataset = "imagenet" if data.dataset == "imagenet" else "cifar10"  # digits: the CIFAR stem
     shape = {"num_classes": data.num_classes, "in_channels": data.channels}
     if config.method == "train":
@@ -92,43 +94,56 @@ def build_task(config: RunConfig, data: Split, device: torch.device):
             load_genotype(config.genotype), dataset, net.channels, net.layers,
             auxiliary=net.auxiliary_weight > 0, onestage=net.onestage, **shape,
         )  # fmt: skip
-        return Training(config, model.to(device), device)
+        return Training(config, sync(model.to(device)), device)
     if config.method == "onestage":
         model = build_search_network(
             dataset, net.channels, net.layers, onestage=True, auxiliary=True, **shape
         )
-        return OneStageSearch(config, model.to(device), device, dataset)
-    model = build_search_network(dataset, net.channels, net.layers, **shape).to(device)
+        return OneStageSearch(config, sync(model.to(device)), device, dataset)
+    model = sync(build_search_network(dataset, net.channels, net.layers, **shape).to(device))
     return (IstaSearch if config.method == "ista" else DartsSearch)(config, model, device)
 
 
 def run(
     config: RunConfig, run_dir: str | Path, resume: bool = False, show_progress: bool = True
 ) -> RunResult:
-    """Any method into a run directory: build, resume from its checkpoint if there is one, train, record."""
+    """Any method into a run directory: build, resume from its checkpoint if there is one, train, record.
+
+    Started by torchrun, submitit or srun with several processes, every rank runs this; rank 0 alone
+    writes the run directory (a shared file system), and every rank reads the checkpoint to resume.
+    """
     run_dir = Path(run_dir)
     if config.method == "train":
         if not config.genotype:
             raise ConfigError("method=train needs a genotype (ista train --genotype NAME|FILE|TEXT)")
         load_genotype(config.genotype)  # a bad genotype is an error before anything is written
-    has_checkpoint = prepare_run_dir(config, run_dir, resume)
-    device = resolve_device(config.device)
+    placement = runtime.detect()
+    device = runtime.start(placement, resolve_device(config.device).type, config.timeout_s)
+    rank, world = runtime.world()
+    main = rank == 0
+    has_checkpoint = prepare_run_dir(config, run_dir, resume) if main else False
+    has_checkpoint = bool(runtime.broadcast_object(has_checkpoint))
     torch.use_deterministic_algorithms(config.deterministic)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark and not config.deterministic
     single_level = config.method in ("train", "onestage")
-    data = open_split(config.data, train=True, device=device)
-    test = open_split(config.data, train=False, device=device) if single_level else None
+    data = open_split(config.data, train=True, device=device, rank=rank, world=world)
+    test = (
+        open_split(config.data, train=False, device=device, rank=rank, world=world) if single_level else None
+    )
     task = build_task(config, data, device)
+    torch.manual_seed(config.seed * 1000 + rank)  # drop-path masks differ per rank, as the data do
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if has_checkpoint:
         state = load_checkpoint(run_dir / CHECKPOINT)
         task.load_state_dict(state["task"])
-        torch.set_rng_state(state["torch_rng"])
+        rngs = state["torch_rng"]
+        torch.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
         history, start_epoch = state["history"], state["epoch"] + 1
     run_facts = {
         "device": str(device),
-        "world_size": 1,
+        "world_size": world,
+        "launcher": placement.launcher,
         "seed": config.seed,
         "solver": config.arch.solver,
         "method": config.method,
@@ -137,19 +152,18 @@ def run(
         "amp": str(getattr(task, "dtype", None)),
         "resumed_from_epoch": start_epoch if has_checkpoint else None,
     }
-    records.write_json(run_dir / "env.json", records.environment(run_facts))
-    records.write_metrics(run_dir / "metrics.jsonl", history)
-    if config.method == "train":
-        records.write_json(run_dir / "genotype.json", load_genotype(config.genotype).to_dict())
+    if main:
+        records.write_json(run_dir / "env.json", records.environment(run_facts))
+        records.write_metrics(run_dir / "metrics.jsonl", history)
+        if config.method == "train":
+            records.write_json(run_dir / "genotype.json", load_genotype(config.genotype).to_dict())
 
     def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
         history.append(metrics)
-        state = {
-            "epoch": epoch,
-            "task": task.state_dict(),
-            "history": history,
-            "torch_rng": torch.get_rng_state(),
-        }
+        rngs = runtime.gather_objects(torch.get_rng_state())  # every rank's, for an exact resume
+        if not main:
+            return
+        state = {"epoch": epoch, "task": task.state_dict(), "history": history, "torch_rng": rngs}
         save_checkpoint(state, run_dir / CHECKPOINT)  # first the checkpoint, then what it vouches for
         records.write_metrics(run_dir / "metrics.jsonl", history)
         if "genotype" in metrics:
@@ -160,8 +174,8 @@ def run(
     title = {"train": "training", "onestage": "one-stage search"}.get(
         config.method, f"{config.method} search"
     )
-    if not getattr(task, "done", False):
-        with RunProgress(epochs, title, enabled=show_progress) as progress:
+    if not task.done:
+        with RunProgress(epochs, title, enabled=show_progress and main) as progress:
             run_epochs(
                 task,
                 loaders,
@@ -172,7 +186,10 @@ def run(
                 on_epoch_end=on_epoch_end,
                 progress=progress,
             )
+    runtime.barrier()
     genotype = Genotype.from_dict(json.loads((run_dir / "genotype.json").read_text()))
-    title = f"{config.preset}: {title}, seed {config.seed}"
-    save_genotype_figure(genotype, run_dir / "genotype.png", title)
+    if main:
+        save_genotype_figure(
+            genotype, run_dir / "genotype.png", f"{config.preset}: {title}, seed {config.seed}"
+        )
     return RunResult(run_dir, genotype, history)

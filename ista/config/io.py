@@ -20,7 +20,7 @@ CHOICES = {  # fields with a closed set of values
 }
 POSITIVE = (
     "epochs", "batch_size", "eval_every", "network.channels", "network.layers", "optim.lr", "arch.lr",
-    "onestage.search_lr", "onestage.max_search_epochs",
+    "onestage.search_lr", "onestage.max_search_epochs", "timeout_s",
 )  # fmt: skip
 NON_NEGATIVE = (
     "seed", "data.subset", "data.workers", "data.cutout", "network.auxiliary_weight", "network.drop_path",

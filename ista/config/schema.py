@@ -92,6 +92,8 @@ class RunConfig:
     )
     channels_last: str = "auto"  # auto (on for CUDA) | on | off
     eval_every: int = 1  # held-out (search) or test (train, onestage) accuracy every N epochs
+    sync_bn: bool = True  # several ranks: BN statistics over the global batch, as one process would have
+    timeout_s: float = 1800.0  # collectives across ranks: a dead or unreachable rank fails the job after this
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -69,9 +69,9 @@ class FfcvLoader(BatchLoader):
                 num_workers=self.workers,
                 os_cache=self.os_cache,
                 order=OrderOption.RANDOM if self.shuffle else OrderOption.SEQUENTIAL,
-                distributed=self.world > 1,
+                distributed=self.world > 1 and self.shuffle,  # evaluation: this rank's slice, unpadded
                 seed=hash((seed, self.stream)) % 2**31,
-                indices=np.asarray(self.indices, dtype=np.uint64),
+                indices=np.asarray(self.indices if self.shuffle else self._order(None), dtype=np.uint64),
                 pipelines={"image": image, "label": [IntDecoder(), ToTensor(), Squeeze(), *to_device]},
                 drop_last=False,
             )

@@ -35,12 +35,15 @@ def rank_generator(seed: int, epoch: int, stream: int, rank: int) -> torch.Gener
     return torch.Generator().manual_seed(hash((seed, epoch, stream, rank)) % (2**63))  # int hashes are stable
 
 
-def rank_shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    """This rank's part of a global order, padded by wrapping around as DistributedSampler does."""
+def rank_shard(order: torch.Tensor, rank: int, world: int, pad: bool = True) -> torch.Tensor:
+    """This rank's part of a global order. Training orders are padded by wrapping around, as
+    DistributedSampler does, so every rank takes the same number of steps; evaluation orders are not, so
+    that no image is counted twice."""
     if world == 1:
         return order
-    padded = torch.cat([order, order[: (-len(order)) % world]])
-    return padded[rank::world]
+    if pad:
+        order = torch.cat([order, order[: (-len(order)) % world]])
+    return order[rank::world]
 
 
 class BatchLoader:
@@ -63,8 +66,7 @@ class BatchLoader:
         self.rank, self.world = rank, world
 
     def __len__(self) -> int:
-        per_rank = -(-len(self.indices) // self.world)
-        return -(-per_rank // self.batch_size)
+        return -(-len(rank_shard(self.indices, self.rank, self.world, self.shuffle)) // self.batch_size)
 
     def epoch(self, seed: int, epoch: int) -> Iterator[Batch]:
         order_g = epoch_generator(seed, epoch, self.stream)
@@ -84,7 +86,7 @@ class BatchLoader:
         order = self.indices
         if self.shuffle:
             order = order[torch.randperm(len(order), generator=order_g)]
-        return rank_shard(order, self.rank, self.world)
+        return rank_shard(order, self.rank, self.world, pad=self.shuffle)
 
     def _batches(
         self, seed: int, epoch: int, order_g: torch.Generator, augment_g: torch.Generator

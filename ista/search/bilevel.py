@@ -15,6 +15,7 @@ from torch import nn
 
 from ista.config.schema import RunConfig
 from ista.data.loaders import Batch
+from ista.distributed.runtime import all_reduce_sum, average_gradients, wrap
 from ista.train.engine import Stats, classification_stats
 from ista.train.schedules import cosine_lr
 
@@ -35,6 +36,7 @@ class BilevelSearch:
         )
         self.lr = o.lr
         self.done = False
+        self.forward_model = wrap(model)
 
     def arch_weights(self) -> Weights:
         raise NotImplementedError
@@ -53,13 +55,14 @@ class BilevelSearch:
         logits_va, _ = self.model(x_va, self.arch_weights())
         loss_va = nn.functional.cross_entropy(logits_va, y_va)
         loss_va.backward(inputs=self.arch_parameters)  # W's gradients are not needed here: skip them
+        average_gradients(self.arch_parameters)
         self.arch_optimizer.step()
 
         x, y = batch
         self.w_optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
             weights = self.arch_weights()
-        logits, _ = self.model(x, weights)
+        logits, _ = self.forward_model(x, weights)  # DDP averages W's gradients over the ranks
         loss = nn.functional.cross_entropy(logits, y)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
@@ -81,7 +84,8 @@ class BilevelSearch:
             correct = correct + (logits.argmax(1) == y).sum()
             n += len(y)
         self.model.train()
-        return {"valid_loss": float(loss) / n, "valid_acc": float(correct) / n}
+        loss, correct, n = all_reduce_sum(torch.tensor([float(loss), float(correct), n], dtype=torch.float64))
+        return {"valid_loss": float(loss / n), "valid_acc": float(correct / n)}
 
     def state_dict(self) -> dict[str, Any]:
         return {

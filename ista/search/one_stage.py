@@ -23,13 +23,15 @@ import torch
 from torch import nn
 
 from ista.config.schema import RunConfig
+from ista.distributed.runtime import average_gradients, wrap
+from ista.search.two_stage import adopt
 from ista.space.counting import count_params_m
 from ista.space.encoding import NODE_OFFSETS, NODE_SIZES
 from ista.space.genotypes import Genotype
 from ista.space.networks import build_eval_network
 from ista.sparse.broadcast import recover_on_rank0
 from ista.sparse.measurement import CELL_TYPES, check_same_measurements, draw_measurements, init_codes
-from ista.sparse.support import cell_weights, genotype_from_codes, node_maps
+from ista.sparse.support import cell_weights, genotype_from_codes
 from ista.train.schedules import drop_path_at, learning_rate
 from ista.train.supervised import Training
 
@@ -54,7 +56,7 @@ class OneStageSearch(Training):
         self.terminated_at: dict[str, int] = {}  # "normal/0" → epoch after whose recovery it terminated
         self.train_start: int | None = None  # first epoch of the training phase
         self._apply_freezing()
-        self._adopt({cell: self._recover(cell, range(4)) for cell in CELL_TYPES})
+        adopt(self, {cell: self._recover(cell, range(4)) for cell in CELL_TYPES})
 
     # --- the architecture --------------------------------------------------------------------------
     def _recover(self, cell: str, nodes) -> list[np.ndarray]:
@@ -65,11 +67,6 @@ class OneStageSearch(Training):
         return recover_on_rank0(
             [self.A[cell][j] for j in nodes], [self.codes[cell][j] for j in nodes], a.lam, a.solver
         )
-
-    def _adopt(self, z: dict[str, list[np.ndarray]]) -> None:
-        """Makes z the current code: supports, forward-map constants, and the ops the super-net runs."""
-        self.z, self.maps = z, node_maps(self.A, z, self.device)
-        self.model.set_support(*([m.support for m in self.maps[cell]] for cell in CELL_TYPES))
 
     def forward_weights(self):
         return tuple(cell_weights(self.codes[cell], self.maps[cell]) for cell in CELL_TYPES)
@@ -100,9 +97,10 @@ class OneStageSearch(Training):
                     continue
                 for op in cell.ops[NODE_OFFSETS[j] : NODE_OFFSETS[j] + NODE_SIZES[j]]:
                     for bn in op.modules():
-                        if isinstance(bn, nn.BatchNorm2d) and bn.affine:
+                        if isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.affine:
                             bn.weight.requires_grad_(frozen)
                             bn.bias.requires_grad_(frozen)
+        self.forward_model = wrap(self.model)  # DDP registers only the parameters that train now
 
     # --- the two phases ----------------------------------------------------------------------------
     @property
@@ -121,8 +119,10 @@ class OneStageSearch(Training):
         self.drop_path = drop_path_at(e, self.config.epochs, self.config.network.drop_path)
 
     def step_architecture(self) -> None:
-        if all(b.grad is None for cell in CELL_TYPES for b in self.codes[cell]):
+        codes = [b for cell in CELL_TYPES for b in self.codes[cell]]
+        if all(b.grad is None for b in codes):
             return  # every node has terminated
+        average_gradients(codes)
         self.scaler.unscale_(self.arch_optimizer)
         self.scaler.step(self.arch_optimizer)
         self.arch_optimizer.zero_grad(set_to_none=True)
@@ -161,7 +161,7 @@ class OneStageSearch(Training):
             self.frozen[(cell, int(j))] = True
             self.terminated_at[name] = epoch
         if not rejected:
-            self._adopt(z_new)
+            adopt(self, z_new)
         self._apply_freezing()
         return {
             "recovery_s": round(time.perf_counter() - started, 6),
@@ -200,4 +200,4 @@ class OneStageSearch(Training):
         self.frozen = dict(zip(NODES, state["frozen"], strict=True))
         self.terminated_at, self.train_start = state["terminated_at"], state["train_start"]
         self._apply_freezing()
-        self._adopt(state["z"])
+        adopt(self, state["z"])

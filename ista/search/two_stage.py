@@ -15,11 +15,20 @@ import torch
 from torch import nn
 
 from ista.config.schema import RunConfig
+from ista.distributed.runtime import check_agreement
 from ista.search.bilevel import BilevelSearch, Weights
 from ista.space.genotypes import Genotype
 from ista.sparse.broadcast import recover_on_rank0
 from ista.sparse.measurement import CELL_TYPES, check_same_measurements, draw_measurements, init_codes
 from ista.sparse.support import cell_weights, genotype_from_codes, node_maps
+
+
+def adopt(task, z: dict[str, list[np.ndarray]]) -> None:
+    """Makes z a task's current code: supports, forward-map constants and the ops the super-net runs. Then
+    checks that every rank holds the same genotype (NNI users got one architecture per rank)."""
+    task.z, task.maps = z, node_maps(task.A, z, task.device)
+    task.model.set_support(*([m.support for m in task.maps[cell]] for cell in CELL_TYPES))
+    check_agreement(genotype_from_codes(z["normal"], z["reduce"]).to_text(), "genotype")
 
 
 class IstaSearch(BilevelSearch):
@@ -37,13 +46,8 @@ class IstaSearch(BilevelSearch):
         started = time.perf_counter()
         A = [a for cell in CELL_TYPES for a in self.A[cell]]
         z = recover_on_rank0(A, self.arch_parameters, self.config.arch.lam, self.config.arch.solver)
-        self._adopt({cell: z[4 * i : 4 * i + 4] for i, cell in enumerate(CELL_TYPES)})
+        adopt(self, {cell: z[4 * i : 4 * i + 4] for i, cell in enumerate(CELL_TYPES)})
         return time.perf_counter() - started
-
-    def _adopt(self, z: dict[str, list[np.ndarray]]) -> None:
-        """Makes z the current code: supports, forward-map constants, and the ops the super-net runs."""
-        self.z, self.maps = z, node_maps(self.A, z, self.device)
-        self.model.set_support(*([m.support for m in self.maps[cell]] for cell in CELL_TYPES))
 
     def arch_weights(self) -> Weights:
         normal, reduce = (cell_weights(self.codes[cell], self.maps[cell]) for cell in CELL_TYPES)
@@ -77,4 +81,4 @@ class IstaSearch(BilevelSearch):
         super().load_state_dict(state)
         check_same_measurements(self.A, state["A"])
         self.steps = state["steps"]
-        self._adopt(state["z"])
+        adopt(self, state["z"])

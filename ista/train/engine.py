@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import torch
 
 from ista.data.loaders import Batch, BatchLoader
+from ista.distributed.runtime import all_reduce_sum
 
 Stats = dict[str, tuple[torch.Tensor, int]]  # name → (sum over the batch, number of items)
 
@@ -61,7 +62,14 @@ class Meter:
             self.counts[name] = self.counts.get(name, 0) + count
 
     def means(self) -> dict[str, float]:
-        return {name: self.sums[name].item() / self.counts[name] for name in self.sums}
+        """Over all ranks (one all-reduce) when there are several."""
+        if not self.sums:
+            return {}
+        names = list(self.sums)
+        counts = torch.tensor([float(self.counts[n]) for n in names], dtype=torch.float64)
+        totals = all_reduce_sum(torch.stack([self.sums[n] for n in names]).cpu().double())
+        counts = all_reduce_sum(counts)
+        return {n: float(totals[i] / counts[i]) for i, n in enumerate(names)}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from torch import nn
 
 from ista.config.schema import RunConfig
 from ista.data.loaders import Batch
+from ista.distributed.runtime import all_reduce_sum, wrap
 from ista.train.engine import Stats, classification_stats
 from ista.train.schedules import drop_path_at, learning_rate
 
@@ -48,6 +49,7 @@ class Training:
         self.channels_last = uses_channels_last(config.channels_last, device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.forward_model = wrap(model)  # DDP over W with several ranks
         self.lr, self.drop_path = o.lr, 0.0
         self.done = False  # the engine stops early when a task says so (the one-stage run's end)
 
@@ -91,7 +93,7 @@ class Training:
         x, y = batch
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            logits, aux = self.model(self._input(x), self.forward_weights())
+            logits, aux = self.forward_model(self._input(x), self.forward_weights())
             loss = self.loss(logits, aux, y)
         self.scaler.scale(loss).backward()
         self.step_architecture()
@@ -117,7 +119,9 @@ class Training:
             top5 = top5 + (best == y[:, None]).any(1).sum()
             n += len(y)
         self.model.train()
-        return {"test_loss": float(loss) / n, "test_acc": float(top1) / n, "test_top5": float(top5) / n}
+        sums = torch.tensor([float(loss), float(top1), float(top5), n], dtype=torch.float64)
+        loss, top1, top5, n = all_reduce_sum(sums)
+        return {"test_loss": float(loss / n), "test_acc": float(top1 / n), "test_top5": float(top5 / n)}
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         return {"lr": self.lr, "drop_path": self.drop_path}

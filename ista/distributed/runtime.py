@@ -1,0 +1,172 @@
+"""Where this process sits in a run, from whichever launcher started it, and the process group it joins.
+
+Launchers name the same facts differently: torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+MASTER_PORT (submitit's TorchDistributedEnvironment exports the same names); a plain `srun` sets
+SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID and the node list. Without either the run is one process.
+The process group gets a timeout, so a rank that cannot reach the others, or a dead rank, fails the job
+instead of holding its allocation until the time limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Placement:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    launcher: str = "single"  # torchrun (or submitit) | srun | single
+
+
+def detect(environ: Mapping[str, str] = os.environ) -> Placement:
+    if "RANK" in environ and "WORLD_SIZE" in environ:
+        return Placement(
+            int(environ["RANK"]),
+            int(environ["WORLD_SIZE"]),
+            int(environ.get("LOCAL_RANK", 0)),
+            environ.get("MASTER_ADDR", "127.0.0.1"),
+            int(environ.get("MASTER_PORT", 29500)),
+            "torchrun",
+        )
+    if (
+        int(environ.get("SLURM_NTASKS", environ.get("SLURM_STEP_NUM_TASKS", 1))) > 1
+        and "SLURM_PROCID" in environ
+    ):
+        nodes = environ.get("SLURM_STEP_NODELIST") or environ["SLURM_JOB_NODELIST"]
+        port = int(environ.get("MASTER_PORT", 20000 + int(environ.get("SLURM_JOB_ID", 0)) % 40000))
+        return Placement(
+            int(environ["SLURM_PROCID"]),
+            int(environ.get("SLURM_NTASKS", environ.get("SLURM_STEP_NUM_TASKS"))),
+            int(environ.get("SLURM_LOCALID", 0)),
+            first_host(nodes),
+            port,
+            "srun",
+        )
+    return Placement()
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list (`n[1-2,5]`, `a1,b2`): scontrol's expansion where available."""
+    try:
+        out = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30
+        )
+        if out.returncode == 0 and out.stdout.split():
+            return out.stdout.split()[0]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    match = re.match(r"([^,\[]+)(?:\[(\d+))?", nodelist)
+    if not match:
+        raise ValueError(f"cannot read the Slurm node list {nodelist!r}")
+    return match.group(1) + (match.group(2) or "")
+
+
+def start(placement: Placement, device: str, timeout_s: float) -> torch.device:
+    """Joins the process group (NCCL on GPUs, gloo on CPUs) and returns this rank's device."""
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(placement.local_rank % torch.cuda.device_count())
+    if placement.world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(
+            "nccl" if use_cuda else "gloo",
+            init_method=f"tcp://{placement.master_addr}:{placement.master_port}",
+            rank=placement.rank,
+            world_size=placement.world_size,
+            timeout=timedelta(seconds=timeout_s),
+        )
+    return torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the current process group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum over ranks, on `t`'s device (NCCL reduces on the GPU, gloo on the CPU)."""
+    if world()[1] == 1:
+        return t
+    on = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
+    total = t.to(on, copy=True)
+    dist.all_reduce(total)
+    return total.to(t.device)
+
+
+def average_gradients(parameters) -> None:
+    """Averages the gradients of parameters outside DDP (the codes b) over the ranks, in one all-reduce."""
+    if world()[1] == 1:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if grads:
+        flat = torch.cat([g.reshape(-1) for g in grads]) / world()[1]
+        dist.all_reduce(flat)
+        for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+            g.copy_(part.view_as(g))
+
+
+def broadcast_object(value):
+    """Rank 0's value on every rank."""
+    if world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(value) -> list:
+    """Every rank's value, in rank order, on every rank."""
+    if world()[1] == 1:
+        return [value]
+    values: list = [None] * world()[1]
+    dist.all_gather_object(values, value)
+    return values
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        dist.barrier()
+
+
+def check_agreement(text: str, what: str) -> str:
+    """Raises unless every rank holds the same `text` (e.g. the genotype); returns its hash."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    digests = gather_objects(digest)
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"ranks disagree on the {what}: hashes per rank {digests}")
+    return digest
+
+
+def wrap(model: torch.nn.Module) -> torch.nn.Module:
+    """DDP over W when there are several ranks. The support changes at every recovery, so some parameters
+    go unused in a step: `find_unused_parameters` lets DDP reduce the others without waiting for them."""
+    if world()[1] == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(model.parameters()).device
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
