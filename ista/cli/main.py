@@ -7,12 +7,20 @@ import sys
 from collections.abc import Sequence
 
 from ista import __version__
-from ista.cli import data, demo, params, search, show, train
+from ista.cli import data, demo, launch, params, search, show, train
 from ista.sparse.lasso import SolverError
 from ista.train.checkpoint import CheckpointError
 from ista.train.engine import NonFiniteLossError
 
-COMMANDS = {"demo": demo, "search": search, "train": train, "data": data, "params": params, "show": show}
+COMMANDS = {
+    "demo": demo,
+    "search": search,
+    "train": train,
+    "launch": launch,
+    "data": data,
+    "params": params,
+    "show": show,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result) -> None:
+    from ista.distributed.runtime import world
+
+    if world()[0] != 0:
+        return  # rank 0 speaks for the run
     print(f"genotype: {result.genotype.to_text()}")
     last = result.history[-1] if result.history else {}
     if "test_acc" in last:

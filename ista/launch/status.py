@@ -1,0 +1,116 @@
+"""Per-seed state of a launched experiment: pending, running, requeued, done or failed, and why.
+
+The state comes from the files first (a run that wrote its result is done; submitit's result pickle
+holds a failed task's error) and from Slurm's accounting (through submitit) for jobs still queued or
+running, so a missing or broken seed is shown as such and never stops the table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ista.launch.experiment import RESULT, read_record, seed_dir
+
+SLURM_STATES = {
+    "PENDING": "pending", "CONFIGURING": "pending", "RUNNING": "running", "COMPLETING": "running",
+    "REQUEUED": "requeued", "REQUEUE_HOLD": "requeued", "REQUEUE_FED": "requeued", "PREEMPTED": "requeued",
+    "RESIZING": "running", "SUSPENDED": "pending", "FAILED": "failed", "CANCELLED": "failed",
+    "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "BOOT_FAIL": "failed",
+    "DEADLINE": "failed",
+}  # fmt: skip
+
+
+def seed_states(experiment: Path) -> list[dict[str, Any]]:
+    experiment = Path(experiment)
+    record = read_record(experiment)
+    rows = []
+    for seed in record["seeds"]:
+        run_dir = seed_dir(experiment, seed)
+        job_id = record["jobs"].get(str(seed), "")
+        row: dict[str, Any] = {"seed": seed, "job": job_id, "epochs": _epochs(run_dir), "note": ""}
+        if (run_dir / RESULT).is_file():
+            result = json.loads((run_dir / RESULT).read_text())
+            row.update(state="done", metric=_metric(result["final"]), genotype=result["genotype"])
+        else:
+            row.update(_job_state(record, job_id), metric=None, genotype=None)
+            if row["state"] == "pending" and (run_dir / "checkpoint.pt").exists():
+                row["state"] = "requeued"  # waiting to resume from its checkpoint
+            elif row["state"] == "running" and _resumed(run_dir):
+                row["state"] = "running (requeued)"
+        rows.append(row)
+    return rows
+
+
+def _epochs(run_dir: Path) -> int:
+    metrics = run_dir / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+
+
+def _resumed(run_dir: Path) -> bool:
+    env = run_dir / "env.json"
+    return env.is_file() and json.loads(env.read_text()).get("resumed_from_epoch") is not None
+
+
+def _metric(final: dict[str, Any]) -> str | None:
+    for key, label in (("test_acc", "test"), ("valid_acc", "held-out")):
+        if key in final:
+            return f"{label} {final[key]:.2%}"
+    return None
+
+
+def _job_state(record: dict[str, Any], job_id: str) -> dict[str, str]:
+    import submitit
+
+    cluster = record["resources"]["cluster"]
+    folder = Path(record["submitit_folder"]) / "%j"
+    job_class = submitit.SlurmJob if cluster == "slurm" else submitit.LocalJob
+    try:
+        job = job_class(folder=folder, job_id=job_id)
+    except Exception as err:  # an unreadable folder must not stop the table
+        return {"state": "unknown", "note": f"{type(err).__name__}: {err}"}
+    if job.paths.result_pickle.exists():
+        from submitit.core.utils import pickle_load
+
+        outcome, payload = pickle_load(job.paths.result_pickle)
+        if outcome != "error":
+            return {"state": "failed", "note": "finished without writing its result"}
+        lines = [line.strip() for line in str(payload).splitlines() if line.strip()]
+        return {"state": "failed", "note": lines[-1][-300:] if lines else "failed"}  # the exception line
+    if cluster != "slurm":
+        return {"state": "running" if job.paths.stdout.exists() else "pending", "note": ""}
+    raw = job.state.split()[0] if job.state else "UNKNOWN"
+    return {"state": SLURM_STATES.get(raw, raw.lower()), "note": ""}
+
+
+def status_table(experiment: Path) -> Table:
+    rows = seed_states(experiment)
+    record = read_record(experiment)
+    done = sum(r["state"] == "done" for r in rows)
+    table = Table(title=f"{experiment}: {record['preset']}, {done}/{len(rows)} seeds done")
+    for column in ("seed", "state", "epochs", "result", "genotype", "job", "note"):
+        table.add_column(column, overflow="fold")
+    colours = {"done": "green", "failed": "red", "requeued": "yellow", "pending": "dim"}
+    for r in rows:
+        colour = colours.get(r["state"].split()[0], "")
+        genotype = "" if not r["genotype"] else _short_hash(r["genotype"])
+        state = f"[{colour}]{r['state']}[/]" if colour else r["state"]
+        table.add_row(
+            str(r["seed"]), state, str(r["epochs"]), r["metric"] or "", genotype, r["job"], r["note"]
+        )
+    return table
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def print_status(experiment: Path) -> list[dict[str, Any]]:
+    Console().print(status_table(experiment))
+    return seed_states(experiment)

@@ -1,0 +1,137 @@
+"""One Slurm array job per experiment, one array task per seed, each task a (multi-node) distributed run.
+
+The submitted callable is `SeedRun`, a submitit `Checkpointable`: on preemption or at the time limit
+Slurm sends USR2 (120 s before the kill), submitit requeues the task, and the requeued task resumes the
+run from its last checkpoint. Checkpoints are written at the end of every epoch, so a requeued run loses
+the progress of the epoch it was in and repeats that epoch exactly (its batches come from (seed, epoch)).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from ista.config.io import apply_overrides, config_from_dict, config_to_dict
+from ista.config.presets import preset
+from ista.launch.experiment import RESULT, seed_dir, write_record
+from ista.report.records import write_json
+
+SIGNAL_DELAY_S = 120  # USR2 this long before the kill: time to finish the step and requeue
+
+
+@dataclass(frozen=True)
+class Resources:
+    cluster: str = "slurm"  # slurm | local | debug
+    nodes: int = 1
+    tasks_per_node: int = 1  # processes per node: one per GPU, or CPU ranks
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    time_min: int = 24 * 60
+    partition: str | None = None
+    account: str | None = None
+    container: str | None = None  # an Apptainer/Singularity image each task runs in
+
+
+class SeedRun(submitit.helpers.Checkpointable):
+    """One seed's run; every rank of the array task calls it. Requeued as it is on preemption."""
+
+    def __init__(self, config: dict[str, Any], run_dir: str):
+        self.config, self.run_dir = config, run_dir
+
+    def __call__(self) -> dict[str, Any]:
+        from ista import runner
+        from ista.distributed import runtime
+
+        # The debug executor runs in this process, outside any job: a single rank, nothing to export.
+        with contextlib.suppress(RuntimeError):
+            submitit.helpers.TorchDistributedEnvironment().export(
+                set_cuda_visible_devices=False, overwrite=True
+            )
+        try:
+            result = runner.run(config_from_dict(self.config), self.run_dir, show_progress=False)
+            summary = {
+                "genotype": result.genotype.to_text(),
+                "epochs": len(result.history),
+                "final": {k: v for k, v in result.history[-1].items() if isinstance(v, int | float)},
+            }
+            if runtime.world()[0] == 0:
+                write_json(Path(self.run_dir) / RESULT, summary)
+            return summary
+        finally:
+            runtime.stop()
+
+
+def seed_configs(preset_name: str, overrides: list[str], seeds: list[int]) -> dict[int, dict[str, Any]]:
+    base = apply_overrides(preset(preset_name), overrides)  # bad overrides fail before anything is submitted
+    return {s: config_to_dict(apply_overrides(base, [f"seed={s}"])) for s in seeds}
+
+
+def _python(experiment: Path, r: Resources) -> str | None:
+    if not r.container:
+        return None
+    gpu = "--nv " if r.gpus_per_node else ""
+    return f"apptainer exec {gpu}--bind {shlex.quote(str(experiment))} {shlex.quote(r.container)} python3"
+
+
+def make_executor(experiment: Path, resources: Resources, job_name: str) -> submitit.AutoExecutor:
+    r = resources
+    kwargs = (
+        {"slurm_python": _python(experiment, r), "slurm_max_num_timeout": 30} if r.cluster == "slurm" else {}
+    )
+    executor = submitit.AutoExecutor(folder=experiment / "submitit" / "%j", cluster=r.cluster, **kwargs)
+    params: dict[str, Any] = {"name": job_name, "nodes": r.nodes, "tasks_per_node": r.tasks_per_node,
+                              "timeout_min": r.time_min}  # fmt: skip
+    if r.cluster != "debug":
+        params.update(gpus_per_node=r.gpus_per_node, cpus_per_task=r.cpus_per_task)
+    if r.cluster == "slurm":
+        params.update(
+            slurm_signal_delay_s=SIGNAL_DELAY_S, slurm_partition=r.partition, slurm_account=r.account
+        )
+        params = {k: v for k, v in params.items() if v is not None}
+    executor.update_parameters(**params)
+    return executor
+
+
+def sbatch_script(experiment: Path, resources: Resources, job_name: str, tasks: int) -> str:
+    """The sbatch script of the array (--dry-run), from submitit's own template; needs no Slurm here."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    r = resources
+    folder = experiment / "submitit" / "%j"
+    python = _python(experiment, r) or shlex.quote(sys.executable)
+    params = {"job_name": job_name, "nodes": r.nodes, "ntasks_per_node": r.tasks_per_node, "time": r.time_min,
+              "gpus_per_node": r.gpus_per_node or None, "cpus_per_task": r.cpus_per_task,
+              "signal_delay_s": SIGNAL_DELAY_S, "partition": r.partition, "account": r.account}  # fmt: skip
+    params = {k: v for k, v in params.items() if v is not None}
+    command = f"{python} -u -m submitit.core._submit {shlex.quote(str(folder))}"
+    return _make_sbatch_string(command=command, folder=folder, map_count=tasks, **params)
+
+
+def launch(
+    experiment: Path, preset_name: str, overrides: list[str], seeds: list[int], resources: Resources
+) -> list[submitit.Job]:
+    configs = seed_configs(preset_name, overrides, seeds)
+    experiment.mkdir(parents=True, exist_ok=True)
+    executor = make_executor(experiment, resources, f"ista-{preset_name}")
+    runs = [SeedRun(configs[s], str(seed_dir(experiment, s))) for s in seeds]
+    jobs = executor.submit_array(runs)  # one sbatch --array on Slurm
+    write_record(
+        experiment,
+        {
+            "preset": preset_name,
+            "overrides": overrides,
+            "seeds": seeds,
+            "resources": resources.__dict__,
+            "jobs": {str(s): job.job_id for s, job in zip(seeds, jobs, strict=True)},
+            "submitit_folder": str(experiment / "submitit"),
+            "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+    return jobs

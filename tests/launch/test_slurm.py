@@ -1,0 +1,134 @@
+"""`ista launch` against a real two-node Slurm cluster (tests/cluster/slurm-test-cluster.sh; CI starts it).
+
+Each seed is a 2-node distributed run (one CPU rank per node, gloo across the nodes' own addresses).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ISTA = Path(sys.executable).with_name("ista")
+RUN = ["--preset", "demo", "data.subset=256", "network.channels=4", "network.layers=3", "epochs=4",
+       "data.workers=1", "--nodes", "2", "--cpus-per-task", "1", "--time", "15"]  # fmt: skip
+
+
+def cluster_up() -> str | None:
+    """Why no cluster can be used here, or None."""
+    if not os.environ.get("SLURM_CONF") or not shutil.which("sinfo"):
+        return "no Slurm cluster: start one with tests/cluster/slurm-test-cluster.sh up and export SLURM_CONF"
+    done = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, timeout=30)
+    return None if done.returncode == 0 else f"sinfo failed: {done.stderr.strip()}"
+
+
+pytestmark = pytest.mark.skipif(  # CI sets ISTA_REQUIRE_SLURM, so there these tests cannot skip
+    cluster_up() is not None and not os.environ.get("ISTA_REQUIRE_SLURM"), reason=str(cluster_up())
+)
+
+
+def launch(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ISTA), "launch", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def history(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if not k.endswith("_s")} for line in lines]
+
+
+@pytest.fixture(scope="module")
+def array(tmp_path_factory):
+    """Seeds 0-2 as one array job; seed 2 finds a damaged checkpoint in its run directory and fails."""
+    experiment = tmp_path_factory.mktemp("array") / "experiment"
+    (experiment / "seed-2").mkdir(parents=True)
+    (experiment / "seed-2" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    done = launch(*RUN, "--seeds", "0-2", "--experiment", str(experiment), "--wait")
+    return experiment, done
+
+
+def test_seeds_run_as_one_array_of_two_node_runs(array):
+    experiment, done = array
+    assert done.returncode == 1, done.stdout + done.stderr  # one seed failed on purpose
+    record = json.loads((experiment / "experiment.json").read_text())
+    assert len({job.split("_")[0] for job in record["jobs"].values()}) == 1  # one array job
+    for seed in (0, 1):
+        run_dir = experiment / f"seed-{seed}"
+        assert (run_dir / "genotype.json").exists() and (run_dir / "result.json").exists()
+        env = json.loads((run_dir / "env.json").read_text())
+        assert env["world_size"] == 2 and env["launcher"] == "torchrun" and env["slurm_job_id"]
+        logs = sorted((experiment / "submitit").glob(f"*_{seed}/*_log.out"))
+        assert len(logs) == 2  # one log per rank, one rank per node
+
+
+def test_a_failing_seed_shows_as_failed_and_the_others_finish(array):
+    experiment, _ = array
+    wide = {**os.environ, "COLUMNS": "300"}  # the whole note on one line
+    status = subprocess.run(
+        [str(ISTA), "launch", "--status", str(experiment)], capture_output=True, text=True, env=wide
+    )
+    assert status.returncode == 1  # something failed
+    table = status.stdout
+    assert "2/3 seeds done" in table
+    rows = {line.split("│")[1].strip(): line for line in table.splitlines() if line.count("│") > 4}
+    assert "done" in rows["0"] and "done" in rows["1"]
+    assert "failed" in rows["2"] and "CheckpointError: cannot read checkpoint" in rows["2"]
+
+
+def test_usr2_requeues_and_the_run_ends_as_an_uninterrupted_one(array, tmp_path):
+    experiment, _ = array
+    interrupted = tmp_path / "interrupted"
+    assert launch(*RUN, "--seeds", "0", "--experiment", str(interrupted)).returncode == 0
+    job = json.loads((interrupted / "experiment.json").read_text())["jobs"]["0"]
+    checkpoint = interrupted / "seed-0" / "checkpoint.pt"
+    deadline = time.time() + 600
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR2", "--full", job], check=True)  # what preemption sends
+    while time.time() < deadline:
+        info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+        if "Restarts=1" in info:
+            break
+        time.sleep(0.2)
+    assert "Restarts=1" in info, info  # submitit requeued it
+    # Slurm holds a requeued job for 2 minutes; as the admin, let it start now.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    while not (interrupted / "seed-0" / "result.json").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    env = json.loads((interrupted / "seed-0" / "env.json").read_text())
+    assert env["resumed_from_epoch"] is not None and env["resumed_from_epoch"] < 4
+    assert history(interrupted / "seed-0") == history(experiment / "seed-0")
+    genotype = json.loads((interrupted / "seed-0" / "genotype.json").read_text())
+    assert genotype == json.loads((experiment / "seed-0" / "genotype.json").read_text())
+
+
+def test_dry_run_prints_the_array_script(tmp_path):
+    done = launch(
+        *RUN, "--seeds", "0-4", "--experiment", str(tmp_path / "x"), "--dry-run", "--partition", "gpu"
+    )
+    assert done.returncode == 0, done.stderr
+    for line in (
+        "#SBATCH --array=0-4%5",
+        "#SBATCH --nodes=2",
+        "#SBATCH --signal=USR2@120",
+        "#SBATCH --partition=gpu",
+    ):
+        assert line in done.stdout
+    assert not (tmp_path / "x").exists()  # nothing submitted, nothing written
+
+
+def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks(tmp_path):
+    template = Path(__file__).resolve().parents[2] / "slurm" / "ista-array.sbatch"
+    resources = ["--array=0-1", "--nodes=2", "--cpus-per-task=1", "--gpus-per-node=0", "--time=10"]
+    args = ["sbatch", "--wait", *resources, f"--output={tmp_path}/%a.out", str(template), "search", *RUN[:7]]
+    env = {**os.environ, "ISTA": str(ISTA), "EXPERIMENT": str(tmp_path / "experiment")}
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr + (tmp_path / "0.out").read_text()
+    for seed in (0, 1):
+        run_dir = tmp_path / "experiment" / f"seed-{seed}"
+        env_json = json.loads((run_dir / "env.json").read_text())
+        assert env_json["launcher"] == "srun" and env_json["world_size"] == 2 and env_json["seed"] == seed
+        assert (run_dir / "genotype.json").exists()
