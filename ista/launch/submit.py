@@ -9,6 +9,7 @@ the progress of the epoch it was in and repeats that epoch exactly (its batches 
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 import time
@@ -49,6 +50,9 @@ class SeedRun(submitit.helpers.Checkpointable):
         from ista import runner
         from ista.distributed import runtime
 
+        # A MASTER_PORT inherited from the submitting shell would be shared by all array tasks that start
+        # on the same first node, and their ranks would meet in one group: submitit derives one per task.
+        os.environ.pop("MASTER_PORT", None)
         # The debug executor runs in this process, outside any job: a single rank, nothing to export.
         with contextlib.suppress(RuntimeError):
             submitit.helpers.TorchDistributedEnvironment().export(

@@ -48,7 +48,7 @@ def test_two_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_pa
     assert ranks[0] == ranks[1]  # one genotype, one set of metrics, on both ranks
     env = json.loads((two / "env.json").read_text())
     assert env["world_size"] == 2 and env["launcher"] == "torchrun"
-    search_as_rank(0, 1, free_port, str(one), [*TINY, "batch_size=32"])
+    mp.spawn(search_as_rank, args=(1, free_port, str(one), [*TINY, "batch_size=32"]), nprocs=1, join=True)
     single = json.loads((one / "rank0.json").read_text())
     assert single["genotype"] == ranks[0]["genotype"]
     for a, b in zip(single["history"], ranks[0]["history"], strict=True):  # BN over the global batch

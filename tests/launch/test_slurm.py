@@ -31,8 +31,11 @@ pytestmark = pytest.mark.skipif(  # CI sets ISTA_REQUIRE_SLURM, so there these t
 )
 
 
-def launch(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ISTA), "launch", *args], capture_output=True, text=True, timeout=timeout)
+def launch(*args: str, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env}
+    return subprocess.run(
+        [str(ISTA), "launch", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def history(run_dir: Path) -> list[dict]:
@@ -46,7 +49,8 @@ def array(tmp_path_factory):
     experiment = tmp_path_factory.mktemp("array") / "experiment"
     (experiment / "seed-2").mkdir(parents=True)
     (experiment / "seed-2" / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    done = launch(*RUN, "--seeds", "0-2", "--experiment", str(experiment), "--wait")
+    # A MASTER_PORT in the submitting shell must not put the concurrent tasks' ranks in one group.
+    done = launch(*RUN, "--seeds", "0-2", "--experiment", str(experiment), "--wait", MASTER_PORT="29555")
     return experiment, done
 
 
