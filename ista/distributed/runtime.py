@@ -41,20 +41,12 @@ def detect(environ: Mapping[str, str] = os.environ) -> Placement:
             int(environ.get("MASTER_PORT", 29500)),
             "torchrun",
         )
-    if (
-        int(environ.get("SLURM_NTASKS", environ.get("SLURM_STEP_NUM_TASKS", 1))) > 1
-        and "SLURM_PROCID" in environ
-    ):
+    tasks = int(environ.get("SLURM_NTASKS") or environ.get("SLURM_STEP_NUM_TASKS") or 1)
+    if tasks > 1 and "SLURM_PROCID" in environ:
         nodes = environ.get("SLURM_STEP_NODELIST") or environ["SLURM_JOB_NODELIST"]
         port = int(environ.get("MASTER_PORT", 20000 + int(environ.get("SLURM_JOB_ID", 0)) % 40000))
-        return Placement(
-            int(environ["SLURM_PROCID"]),
-            int(environ.get("SLURM_NTASKS", environ.get("SLURM_STEP_NUM_TASKS"))),
-            int(environ.get("SLURM_LOCALID", 0)),
-            first_host(nodes),
-            port,
-            "srun",
-        )
+        rank, local = int(environ["SLURM_PROCID"]), int(environ.get("SLURM_LOCALID", 0))
+        return Placement(rank, tasks, local, first_host(nodes), port, "srun")
     return Placement()
 
 
