@@ -21,6 +21,7 @@ import torch
 
 from ista.config import apply_overrides, preset
 from ista.data.sources import ImageSet
+from ista.data.splits import Split
 from ista.runner import build_task
 
 
@@ -66,9 +67,10 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     shape = [f"network.channels={args.channels}", f"network.layers={args.layers}", f"device={device.type}"]
-    data = ImageSet(
+    images = ImageSet(
         torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, dtype=torch.long), (0,), (1,), 10
     )
+    data = Split("cifar10", images, 1, 10, 3, (0.0,), (1.0,), device)
     tasks = {
         "sparse": build_task(apply_overrides(preset("cifar10-two-stage"), shape), data, device),
         "dense": build_task(apply_overrides(preset("cifar10-darts"), shape), data, device),
