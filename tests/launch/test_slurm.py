@@ -91,7 +91,7 @@ def test_usr2_requeues_and_the_run_ends_as_an_uninterrupted_one(array, tmp_path)
     deadline = time.time() + 600
     while not checkpoint.exists() and time.time() < deadline:
         time.sleep(0.2)
-    subprocess.run(["scancel", "--signal=USR2", "--full", job], check=True)  # what preemption sends
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)  # to the job steps, as preemption does
     while time.time() < deadline:
         info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
         if "Restarts=1" in info:
