@@ -192,4 +192,5 @@ def run(
         save_genotype_figure(
             genotype, run_dir / "genotype.png", f"{config.preset}: {title}, seed {config.seed}"
         )
+        records.write_result(run_dir, genotype.to_text(), history)
     return RunResult(run_dir, genotype, history)

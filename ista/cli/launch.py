@@ -19,6 +19,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     )
     p.add_argument("--preset", choices=sorted(PRESETS), help="named settings (any search or training preset)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every seed")
+    p.add_argument(
+        "--genotype",
+        help="for training presets: a genotype (name, file, text), or best:EXPERIMENT for the best-of-k "
+        "genotype of a search experiment (the paper's protocol)",
+    )
     p.add_argument("--seeds", default="0", help="e.g. 0-4 or 0,2,7 (default 0)")
     p.add_argument("--experiment", type=Path, help="experiment folder (default runs/<preset>-<time>)")
     p.add_argument("--nodes", type=int, default=1)
@@ -58,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.preset:
         raise ValueError("--preset is required (or --status EXPERIMENT)")
     seeds = parse_seeds(args.seeds)
+    selection = None
+    if args.genotype:
+        from ista.report.summary import choose_genotype
+
+        genotype, selection = choose_genotype(args.genotype)
+        args.overrides = [*args.overrides, f"genotype={genotype}"]
+        if selection:
+            print(f"genotype: {selection.describe()}")
     resources = Resources(
         cluster=args.cluster,
         nodes=args.nodes,
@@ -74,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(sbatch_script(experiment, resources, f"ista-{args.preset}", len(seeds)))
         return 0
-    jobs = launch(experiment, args.preset, args.overrides, seeds, resources)
+    jobs = launch(experiment, args.preset, args.overrides, seeds, resources, selection)
     array = jobs[0].job_id.split("_")[0]
     print(f"submitted {len(jobs)} seed(s) of {args.preset} to {args.cluster}: job {array}")
     print(f"experiment: {experiment}  (ista launch --status {experiment})")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ista import __version__
-from ista.cli import data, demo, kendall, launch, params, search, show, train
+from ista.cli import data, demo, kendall, launch, params, search, show, summarize, train
 from ista.sparse.lasso import SolverError
 from ista.train.checkpoint import CheckpointError
 from ista.train.engine import NonFiniteLossError
@@ -18,6 +18,7 @@ COMMANDS = {
     "train": train,
     "launch": launch,
     "data": data,
+    "summarize": summarize,
     "kendall": kendall,
     "params": params,
     "show": show,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ista.space.counting import count_macs_m, count_params_m
-from ista.space.genotypes import PUBLISHED, load_genotype
-from ista.space.networks import DATASETS, build_eval_network
+from ista.space.counting import measure
+from ista.space.genotypes import PUBLISHED
+from ista.space.networks import DATASETS
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -37,22 +37,6 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--channels", type=int, help="initial channels C (default: the paper's for the dataset)")
     p.add_argument("--layers", type=int, help="number of cells (default: the paper's for the dataset)")
     p.add_argument("--json", action="store_true", help="one JSON object per genotype, one per line")
-
-
-def measure(spec: str, dataset: str, onestage: bool, channels: int | None, layers: int | None) -> dict:
-    shape = DATASETS[dataset]
-    net = build_eval_network(
-        load_genotype(spec), dataset, channels, layers, onestage=onestage, auxiliary=True
-    )
-    return {
-        "genotype": spec,
-        "dataset": dataset,
-        "onestage": onestage,
-        "layers": layers or shape.layers,
-        "channels": channels or shape.channels,
-        "params_m": round(count_params_m(net), 6),
-        "macs_m": round(count_macs_m(net, (3, shape.resolution, shape.resolution)), 3),
-    }
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         description="Trains the target network of a genotype and reports its final test error; writes a "
         "run directory (re-running on it resumes).",
     )
-    p.add_argument("--genotype", required=True, help="a published name, a JSON/text file, or the text")
+    p.add_argument(
+        "--genotype",
+        required=True,
+        help="a published name, a JSON/text file, the text, or best:EXPERIMENT (the best-of-k genotype of "
+        "a search experiment)",
+    )
     add_config_arguments(p, None, TRAIN_PRESETS, "cifar10-eval (§4) or imagenet-eval (§7)")
     p.add_argument(
         "--onestage", action="store_true", help="the one-stage variant: a BN after every parameter-free op"
@@ -29,12 +34,22 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    extra = (f"genotype={args.genotype}", *(["network.onestage=true"] if args.onestage else []))
+    from ista.report.summary import choose_genotype
+
+    genotype, selection = choose_genotype(args.genotype)
+    if selection:
+        print(f"genotype: {selection.describe()}")
+    extra = (f"genotype={genotype}", *(["network.onestage=true"] if args.onestage else []))
     config = resolve(args, extra)
     if args.print_config:
         return 0
     if args.out is None:
         raise ValueError("--out RUN_DIR is required")
+    if selection:
+        from ista.report.records import write_json
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_json(args.out / "selection.json", selection.to_dict())  # how the genotype was chosen
     from ista import runner
 
     print_result(runner.run(config, args.out, resume=args.resume, show_progress=not args.quiet))

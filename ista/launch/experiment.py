@@ -17,7 +17,6 @@ from typing import Any
 from ista.report.records import write_json
 
 RECORD = "experiment.json"
-RESULT = "result.json"
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -14,7 +14,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ista.launch.experiment import RESULT, read_record, seed_dir
+from ista.launch.experiment import read_record, seed_dir
+from ista.report.records import RESULT
+from ista.space.genotypes import Genotype
 
 SLURM_STATES = {
     "PENDING": "pending", "CONFIGURING": "pending", "RUNNING": "running", "COMPLETING": "running",
@@ -97,18 +99,12 @@ def status_table(experiment: Path) -> Table:
     colours = {"done": "green", "failed": "red", "requeued": "yellow", "pending": "dim"}
     for r in rows:
         colour = colours.get(r["state"].split()[0], "")
-        genotype = "" if not r["genotype"] else _short_hash(r["genotype"])
+        genotype = "" if not r["genotype"] else Genotype.from_text(r["genotype"]).fingerprint()
         state = f"[{colour}]{r['state']}[/]" if colour else r["state"]
         table.add_row(
             str(r["seed"]), state, str(r["epochs"]), r["metric"] or "", genotype, r["job"], r["note"]
         )
     return table
-
-
-def _short_hash(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def print_status(experiment: Path) -> list[dict[str, Any]]:

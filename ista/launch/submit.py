@@ -9,6 +9,7 @@ the progress of the epoch it was in and repeats that epoch exactly (its batches 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import sys
@@ -21,8 +22,8 @@ import submitit
 
 from ista.config.io import apply_overrides, config_from_dict, config_to_dict
 from ista.config.presets import preset
-from ista.launch.experiment import RESULT, seed_dir, write_record
-from ista.report.records import write_json
+from ista.launch.experiment import seed_dir, write_record
+from ista.report.records import RESULT
 
 SIGNAL_DELAY_S = 120  # USR2 this long before the kill: time to finish the step and requeue
 
@@ -59,15 +60,9 @@ class SeedRun(submitit.helpers.Checkpointable):
                 set_cuda_visible_devices=False, overwrite=True
             )
         try:
-            result = runner.run(config_from_dict(self.config), self.run_dir, show_progress=False)
-            summary = {
-                "genotype": result.genotype.to_text(),
-                "epochs": len(result.history),
-                "final": {k: v for k, v in result.history[-1].items() if isinstance(v, int | float)},
-            }
-            if runtime.world()[0] == 0:
-                write_json(Path(self.run_dir) / RESULT, summary)
-            return summary
+            runner.run(config_from_dict(self.config), self.run_dir, show_progress=False)
+            runtime.barrier()  # rank 0 has written result.json
+            return json.loads((Path(self.run_dir) / RESULT).read_text())
         finally:
             runtime.stop()
 
@@ -119,8 +114,14 @@ def sbatch_script(experiment: Path, resources: Resources, job_name: str, tasks: 
 
 
 def launch(
-    experiment: Path, preset_name: str, overrides: list[str], seeds: list[int], resources: Resources
+    experiment: Path,
+    preset_name: str,
+    overrides: list[str],
+    seeds: list[int],
+    resources: Resources,
+    selection=None,
 ) -> list[submitit.Job]:
+    """Submits the array; `selection` (a best-of-k choice of genotype) is logged in experiment.json."""
     configs = seed_configs(preset_name, overrides, seeds)
     experiment.mkdir(parents=True, exist_ok=True)
     executor = make_executor(experiment, resources, f"ista-{preset_name}")
@@ -136,6 +137,7 @@ def launch(
             "jobs": {str(s): job.job_id for s, job in zip(seeds, jobs, strict=True)},
             "submitit_folder": str(experiment / "submitit"),
             "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **({"selection": selection.to_dict()} if selection else {}),
         },
     )
     return jobs

@@ -46,3 +46,35 @@ def kendall(x, y) -> Kendall:
     p_value = float(kendalltau(x, y).pvalue) if denominator else float("nan")
     return Kendall(len(x), (concordant - discordant) / pairs, tau_b, p_value, concordant, discordant, tied_x,
                    tied_y)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """The paper's consistency study for one search experiment (method.md §8): x = the super-net's held-out
+    accuracy at the end of each search, y = the test accuracy of that search's genotype, trained from
+    scratch (the mean over its evaluation runs)."""
+
+    source: str
+    method: str
+    seeds: list[int]
+    supernet_acc: list[float]
+    evaluated_acc: list[float]
+    unevaluated: list[int]  # finished searches whose genotype has no finished evaluation among the runs
+    tau: Kendall | None  # None with fewer than 2 pairs
+
+
+def consistency(source: str, searches, evaluated: dict[str, list[float]]) -> Consistency:
+    """`searches`: RunRecords of one experiment; `evaluated`: test errors by genotype fingerprint."""
+    pairs, unevaluated = [], []
+    for run in searches:
+        if run.state != "done" or run.valid_acc is None:
+            continue
+        if run.fingerprint in evaluated:
+            errors = evaluated[run.fingerprint]
+            pairs.append((run.seed, run.valid_acc, 1 - sum(errors) / len(errors)))
+        else:
+            unevaluated.append(run.seed)
+    seeds, x, y = (list(column) for column in zip(*pairs, strict=True)) if pairs else ([], [], [])
+    methods = sorted({run.method for run in searches if run.method})
+    tau = kendall(x, y) if len(pairs) >= 2 else None
+    return Consistency(source, "+".join(methods), seeds, x, y, unevaluated, tau)

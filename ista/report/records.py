@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+RESULT = "result.json"
 PACKAGES = ("ista", "torch", "torchvision", "numpy", "scipy", "cvxpy", "mosek", "submitit", "ffcv", "rich")
 
 
@@ -30,6 +31,18 @@ def write_text(path: str | Path, text: str) -> None:
 def write_metrics(path: str | Path, history: list[dict[str, Any]]) -> None:
     """The whole metrics history, one JSON object per epoch (rewritten from the checkpoint on resume)."""
     write_text(path, "".join(json.dumps(m) + "\n" for m in history))
+
+
+def write_result(run_dir: Path, genotype_text: str, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """`result.json`, written last: its presence says the run finished (summaries and status rely on it)."""
+    final = history[-1] if history else {}
+    result = {
+        "genotype": genotype_text,
+        "epochs": len(history),
+        "final": {k: v for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+    }
+    write_json(Path(run_dir) / RESULT, result)
+    return result
 
 
 def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import nn
+
+from ista.space.genotypes import load_genotype
+from ista.space.networks import DATASETS, build_eval_network
 
 
 def count_params_m(model: nn.Module) -> float:
@@ -40,3 +45,21 @@ def count_macs_m(model: nn.Module, input_shape: tuple[int, ...], **forward_kwarg
         for h in handles:
             h.remove()
     return total / 1e6
+
+
+@lru_cache(maxsize=256)
+def measure(spec: str, dataset: str, onestage: bool, channels: int | None, layers: int | None) -> dict:
+    """Params and MACs of a genotype's target network (default size: the paper's for the data set)."""
+    shape = DATASETS[dataset]
+    net = build_eval_network(
+        load_genotype(spec), dataset, channels, layers, onestage=onestage, auxiliary=True
+    )
+    return {
+        "genotype": spec,
+        "dataset": dataset,
+        "onestage": onestage,
+        "layers": layers or shape.layers,
+        "channels": channels or shape.channels,
+        "params_m": round(count_params_m(net), 6),
+        "macs_m": round(count_macs_m(net, (3, shape.resolution, shape.resolution)), 3),
+    }

@@ -8,6 +8,7 @@ The text form is parsed with `ast`, never evaluated, so a genotype file cannot r
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,20 @@ class Genotype:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
+
+    def fingerprint(self) -> str:
+        """10 hex digits naming the architecture: equal for the same cells whatever order each node's two
+        pairs are listed in, so identical architectures group together across seeds and methods."""
+        cells = [
+            [sorted(pairs[k : k + 2]) for k in range(0, len(pairs), 2)]
+            for pairs in (self.normal, self.reduce)
+        ]
+        canonical = json.dumps([cells, self.normal_concat, self.reduce_concat])
+        return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+    def skip_connects(self, cell: str = "normal") -> int:
+        """How many skip_connect edges a cell has: in the normal cell, the indicator of DARTS' collapse."""
+        return sum(op == "skip_connect" for op, _ in getattr(self, cell))
 
     @classmethod
     def from_dict(cls, data: Any) -> Genotype:

@@ -1,0 +1,157 @@
+"""`ista summarize`: a table per experiment across seeds, with the paper's and ROME's protocols."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ista.report.summary import GROUP_BY
+
+COLOURS = {
+    "done": "green",
+    "failed": "red",
+    "broken": "red",
+    "missing": "red",
+    "requeued": "yellow",
+    "pending": "dim",
+    "unfinished": "yellow",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(
+        name,
+        help="summarize seeds: mean ± std, best and worst seed, cost, protocols (tables, JSON, CSV, plots)",
+        description="One table per experiment (or per preset or genotype) from experiment folders and run "
+        "directories; missing, running and failed seeds are shown as such.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="EXPERIMENT_OR_RUN_DIR")
+    p.add_argument(
+        "--group-by",
+        choices=GROUP_BY,
+        default="experiment",
+        help="experiment (default; lone run directories by preset), preset, or genotype",
+    )
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the summary as JSON")
+    output.add_argument("--csv", action="store_true", help="print one CSV row per run")
+    p.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="also write PNGs: curves across seeds, support changes per node, each seed's cells",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ista.report.summary import summarize, to_csv, to_json
+
+    summary = summarize(args.paths, args.group_by)
+    if args.json:
+        print(to_json(summary))
+    elif args.csv:
+        print(to_csv(summary), end="")
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for g in summary:
+            console.print(table(g))
+            for line in footer(g):
+                console.print(line, highlight=False)
+            console.print()
+    if args.plots:
+        from ista.report.plots import write_plots
+
+        written = write_plots(summary, args.plots)
+        if not (args.json or args.csv):
+            print(f"plots: {len(written)} PNG files in {args.plots}")
+    return 0
+
+
+def table(g: dict[str, Any]):
+    from rich import box
+    from rich.table import Table
+
+    a = g["aggregate"]
+    search = a["metric"] == "valid_acc"
+    imagenet = any(r["dataset"] == "imagenet" for r in g["runs"])
+    title = f"{g['group']}: {', '.join(g['preset'] + g['method'])}, {a['found']}/{a['expected']} seeds done"
+    t = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0, 0, 1),
+        caption="params and MACs in millions, of the genotype's target network; skips: skip_connects "
+        "in the normal cell",
+        caption_justify="left",
+    )
+    unit = _unit(a["devices"])
+    value_columns = ["held-out"] if search else ["test err", *(["top-5 err"] if imagenet else [])]
+    columns = ["seed", "state", "ep.", *value_columns, "params", "MACs", unit, "device", "skips", "genotype"]
+    notes = any(r["note"] for r in g["runs"])
+    for c in [*columns, *(["note"] if notes else [])]:
+        right = c not in ("state", "device", "genotype", "note")
+        t.add_column(c, justify="right" if right else "left", no_wrap=c != "note", overflow="fold")
+    for r in g["runs"]:
+        state = f"[{COLOURS[r['state']]}]{r['state']}[/]" if r["state"] in COLOURS else r["state"]
+        values = [r["valid_acc"]] if search else [r["test_err"], *([r["test_top5_err"]] if imagenet else [])]
+        device = f"{r['device']}×{r['devices']}" if r["device"] else ""
+        cells = [
+            str(r["seed"]),
+            state,
+            str(r["epochs"]),
+            *map(_percent, values),
+            _number(r["params_m"], 2),
+            _number(r["macs_m"], 0),
+            _number(r["cost_h"], 3),
+            device,
+            _number(r["skip_connects"], 0),
+            r["fingerprint"] or "",
+            *([r["note"]] if notes else []),
+        ]
+        t.add_row(*cells)
+    return t
+
+
+def footer(g: dict[str, Any]) -> list[str]:
+    a = g["aggregate"]
+    lines = []
+    if a["estimate"]:
+        from ista.report.protocols import Estimate
+
+        line = f"{a['label']}: {Estimate(**a['estimate']).percent()}"
+        if a["best"] and a["estimate"]["n"] > 1:
+            key = a["metric"]
+            line += (
+                f"; best seed {a['best']['seed']} ({_percent(a['best'][key])}), "
+                f"worst seed {a['worst']['seed']} ({_percent(a['worst'][key])})"
+            )
+        lines.append(line)
+    else:
+        lines.append(f"{a['label']}: no finished seed")
+    if a["params_m"] is not None:
+        devices = ", ".join(a["devices"]) or "?"
+        lines.append(
+            f"params {a['params_m']:.2f} M, MACs {a['macs_m']:.0f} M (mean); "
+            f"cost {_number(a['cost_h'], 3)} {_unit(a['devices'])} per run "
+            f"on {devices}; {a['genotypes']} distinct genotype(s)"
+        )
+    lines.extend(p["text"] for p in g["protocols"])
+    return lines
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}%"
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _unit(devices: list[str]) -> str:
+    """Device-hours: GPU-hours on GPUs, CPU process-hours on CPUs."""
+    kinds = {d.startswith("cpu") for d in devices}
+    return {frozenset({True}): "CPU-h", frozenset({False}): "GPU-h"}.get(frozenset(kinds), "device-h")

@@ -1,0 +1,123 @@
+"""What one run directory says about itself: settings, state, final numbers, cost, device and genotype.
+
+Read from the files alone (config.json, metrics.jsonl, env.json, genotype.json, result.json), so a summary
+works on a laptop with a copy of the runs, and a half-written or damaged run becomes a row with a note
+instead of an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ista.report.records import RESULT
+from ista.space.counting import measure
+from ista.space.genotypes import Genotype
+
+SEARCHES = ("ista", "darts")  # two-stage: a super-net with a held-out half to select by
+
+
+@dataclass
+class RunRecord:
+    run_dir: str
+    seed: int | None = None
+    state: str = "missing"  # done, unfinished, missing, broken; from a launcher: pending, running, failed...
+    note: str = ""
+    preset: str | None = None
+    method: str | None = None
+    dataset: str | None = None
+    epochs: int = 0
+    valid_acc: float | None = None  # the super-net's held-out accuracy after the last search epoch
+    test_err: float | None = None  # top-1 error on the test split at the end (fraction)
+    test_top5_err: float | None = None
+    params_m: float | None = None  # of the network the genotype stands for (see `measure`)
+    macs_m: float | None = None
+    cost_h: float | None = (
+        None  # device-hours: the search's (ista, darts, one-stage search phase) or training's
+    )
+    device: str | None = None  # "cpu" or the GPU's name
+    devices: int | None = None  # processes (one per GPU on GPUs)
+    skip_connects: int | None = None  # in the normal cell: DARTS' collapse indicator
+    genotype: str | None = None
+    fingerprint: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "search" if self.method in SEARCHES else (self.method or "unknown")
+
+
+def read_run(run_dir: str | Path, seed: int | None = None) -> RunRecord:
+    run_dir = Path(run_dir)
+    record = RunRecord(str(run_dir), seed)
+    if not (run_dir / "config.json").is_file():
+        record.note = "no run directory" if not run_dir.exists() else "no config.json: not a run directory"
+        return record
+    try:
+        _read(run_dir, record)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged file: say so, keep the row
+        record.state, record.note = "broken", f"{type(err).__name__}: {err}"
+    return record
+
+
+def _read(run_dir: Path, r: RunRecord) -> None:
+    config = json.loads((run_dir / "config.json").read_text())
+    r.preset, r.method, r.dataset = config["preset"], config["method"], config["data"]["dataset"]
+    r.seed = config["seed"] if r.seed is None else r.seed
+    history = read_metrics(run_dir / "metrics.jsonl")
+    r.epochs = len(history)
+    result = json.loads((run_dir / RESULT).read_text()) if (run_dir / RESULT).is_file() else None
+    r.state = "done" if result else "unfinished"
+    if not result and history:
+        r.note = f"stopped or running after {len(history)} epochs"
+    if r.method in SEARCHES:
+        r.valid_acc = _last(history, "valid_acc")
+    else:
+        top1, top5 = _last(history, "test_acc"), _last(history, "test_top5")
+        r.test_err = None if top1 is None else 1 - top1
+        r.test_top5_err = None if top5 is None else 1 - top5
+    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").is_file() else {}
+    r.devices = env.get("world_size")
+    if env.get("device"):
+        gpus = env.get("gpus") or []
+        r.device = (gpus[0] if gpus else "cuda") if env["device"].startswith("cuda") else env["device"]
+    cost = [m.get("epoch_s", 0.0) for m in history if r.method == "train" or m.get("phase") != "train"]
+    r.cost_h = sum(cost) * (r.devices or 1) / 3600 if cost else None
+    text = result["genotype"] if result else None
+    if text is None and (run_dir / "genotype.json").is_file():
+        text = Genotype.from_json((run_dir / "genotype.json").read_text()).to_text()
+    if text:
+        genotype = Genotype.from_text(text)
+        r.genotype, r.fingerprint = text, genotype.fingerprint()
+        r.skip_connects = genotype.skip_connects("normal")
+        counts = measure(text, *_target(config))
+        r.params_m, r.macs_m = counts["params_m"], counts["macs_m"]
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The epochs of metrics.jsonl; a line cut off by a crash ends the list rather than the summary."""
+    if not path.is_file():
+        return []
+    history = []
+    for line in path.read_text().splitlines():
+        try:
+            history.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return history
+
+
+def _last(history: list[dict[str, Any]], key: str) -> float | None:
+    return next((m[key] for m in reversed(history) if key in m), None)
+
+
+def _target(config: dict[str, Any]) -> tuple[str, bool, int | None, int | None]:
+    """The network a run's genotype is counted in: the trained one for `train`; for a search, the target
+    network of its data set (CIFAR-10's 20 cells at C=36 for CIFAR-10 and the digits demo; ImageNet's 14 at
+    C=48), in the one-stage variant for one-stage runs."""
+    dataset = "imagenet" if config["data"]["dataset"] == "imagenet" else "cifar10"
+    if config["method"] == "train":
+        net = config["network"]
+        return dataset, bool(net["onestage"]), net["channels"], net["layers"]
+    return dataset, config["method"] == "onestage", None, None
