@@ -34,6 +34,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--account")
     p.add_argument("--time", default="24:00:00", help="time limit per task: minutes, HH:MM:SS or D-HH:MM:SS")
     p.add_argument("--container", help="an Apptainer/Singularity image to run each task in (--nv with GPUs)")
+    p.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="SRC[:DEST[:ro]]",
+        help="with --container: another host path to bind (the experiment, data.root, data.beton and "
+        "$MOSEKLM_LICENSE_FILE are bound already)",
+    )
     p.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm")
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script and submit nothing")
     p.add_argument("--wait", action="store_true", help="wait for every seed, then print the status")
@@ -55,7 +63,7 @@ def minutes(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from ista.launch import status as status_mod
     from ista.launch.experiment import parse_seeds
-    from ista.launch.submit import Resources, launch, sbatch_script, seed_configs
+    from ista.launch.submit import Resources, container_binds, launch, sbatch_script, seed_configs
 
     if args.status:
         rows = status_mod.print_status(args.status)
@@ -63,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.preset:
         raise ValueError("--preset is required (or --status EXPERIMENT)")
     seeds = parse_seeds(args.seeds)
+    if args.bind and not args.container:
+        raise ValueError("--bind applies to --container runs only")
     selection = None
     if args.genotype:
         from ista.report.summary import choose_genotype
@@ -71,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         args.overrides = [*args.overrides, f"genotype={genotype}"]
         if selection:
             print(f"genotype: {selection.describe()}")
+    configs = seed_configs(args.preset, args.overrides, seeds)  # bad overrides: an error before anything else
     resources = Resources(
         cluster=args.cluster,
         nodes=args.nodes,
@@ -81,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
         partition=args.partition,
         account=args.account,
         container=args.container,
+        binds=container_binds(configs[seeds[0]], args.bind) if args.container else (),
     )
     experiment = (args.experiment or Path("runs") / time.strftime(f"{args.preset}-%Y%m%d-%H%M%S")).resolve()
-    seed_configs(args.preset, args.overrides, seeds)  # bad overrides: an error before anything else
     if args.dry_run:
         print(sbatch_script(experiment, resources, f"ista-{args.preset}", len(seeds)))
         return 0

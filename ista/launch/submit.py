@@ -39,6 +39,7 @@ class Resources:
     partition: str | None = None
     account: str | None = None
     container: str | None = None  # an Apptainer/Singularity image each task runs in
+    binds: tuple[str, ...] = ()  # host paths the container sees (data, licence), besides the experiment
 
 
 class SeedRun(submitit.helpers.Checkpointable):
@@ -76,7 +77,19 @@ def _python(experiment: Path, r: Resources) -> str | None:
     if not r.container:
         return None
     gpu = "--nv " if r.gpus_per_node else ""
-    return f"apptainer exec {gpu}--bind {shlex.quote(str(experiment))} {shlex.quote(r.container)} python3"
+    binds = ",".join(dict.fromkeys([str(experiment), *r.binds]))
+    return f"apptainer exec {gpu}--bind {shlex.quote(binds)} {shlex.quote(r.container)} python3"
+
+
+def container_binds(config: dict[str, Any], extra: list[str]) -> tuple[str, ...]:
+    """What a containerised run must see: its data (data.root, data.beton), the MOSEK licence named by
+    MOSEKLM_LICENSE_FILE (read-only; apptainer passes the variable itself through), and `extra`."""
+    data = [config["data"][key] for key in ("root", "beton") if config["data"].get(key)]
+    binds = [str(Path(path).expanduser().resolve()) for path in data]
+    licence = os.environ.get("MOSEKLM_LICENSE_FILE")
+    if licence and Path(licence).is_file():
+        binds.append(f"{Path(licence).resolve()}:{Path(licence).resolve()}:ro")
+    return tuple(dict.fromkeys([*binds, *extra]))
 
 
 def make_executor(experiment: Path, resources: Resources, job_name: str) -> submitit.AutoExecutor:
