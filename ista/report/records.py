@@ -33,7 +33,7 @@ def write_metrics(path: str | Path, history: list[dict[str, Any]]) -> None:
     write_text(path, "".join(json.dumps(m) + "\n" for m in history))
 
 
-def write_result(run_dir: Path, genotype_text: str, history: list[dict[str, Any]]) -> dict[str, Any]:
+def write_result(run_dir: str | Path, genotype_text: str, history: list[dict[str, Any]]) -> None:
     """`result.json`, written last: its presence says the run finished (summaries and status rely on it)."""
     final = history[-1] if history else {}
     result = {
@@ -42,7 +42,6 @@ def write_result(run_dir: Path, genotype_text: str, history: list[dict[str, Any]
         "final": {k: v for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)},
     }
     write_json(Path(run_dir) / RESULT, result)
-    return result
 
 
 def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def collect(paths: list[str | Path]) -> list[tuple[str, dict[str, Any], RunRecor
             record = read_record(path)
             for row in _seed_states(path):
                 run = read_run(seed_dir(path, row["seed"]), row["seed"])
-                if run.state != "done" and run.state != "broken":
+                if run.state not in ("done", "broken"):
                     run.state, run.note = _launch_state(row, run)
                 found.append((str(path), record, run))
         elif not (path / "config.json").is_file() and (inner := _children(path)):

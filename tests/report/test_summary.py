@@ -43,18 +43,8 @@ def runs(tmp_path_factory):
     search = root / "search"
     (search / "seed-1").mkdir(parents=True)
     (search / "seed-1" / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    launched = ista(
-        "launch",
-        *SEARCH,
-        "--seeds",
-        "0-3",
-        "--cluster",
-        "local",
-        "--experiment",
-        search,
-        "--wait",
-        check=False,
-    )
+    local = ["--seeds", "0-3", "--cluster", "local", "--experiment", search, "--wait"]
+    launched = ista("launch", *SEARCH, *local, check=False)
     assert launched.returncode == 1, launched.stdout + launched.stderr  # seed 1 fails on purpose
     lost = json.loads((search / "experiment.json").read_text())["jobs"]["3"]
     shutil.rmtree(search / "seed-3")
@@ -64,33 +54,42 @@ def runs(tmp_path_factory):
 
     data = write_cifar10_folder(root / "cifar", per_batch=20)
     train = ["data.root=" + str(data), "epochs=1", "batch_size=50", *TINY]
+    quiet = ["--quiet", *train]
     best = root / "eval-best"  # the paper's protocol, end to end: best-of-k, then evaluation seeds
-    ista("launch", "--preset", "cifar10-eval", "--genotype", f"best:{search}", "--seeds", "0", "--cluster",
-         "debug", "--experiment", best, "--wait", *train)  # fmt: skip
-    other = (
-        root / "eval-other" / "seed-2-genotype"
-    )  # the other finished search's genotype, for ROME's protocol
-    genotype = search / "seed-2" / "genotype.json"
-    ista("train", "--preset", "cifar10-eval", "--genotype", genotype, "--out", other, "--quiet", *train)
-    return search, best, other
+    debug = ["--seeds", "0", "--cluster", "debug", "--experiment", best, "--wait"]
+    ista("launch", "--preset", "cifar10-eval", "--genotype", f"best:{search}", *debug, *train)
+    evaluations = root / "evaluations"  # ista train runs of other genotypes, for ROME's protocol and Kendall
+
+    def evaluate(run_dir: Path, name: str) -> Path:
+        genotype = run_dir / "genotype.json"
+        ista("train", "--preset", "cifar10-eval", "--genotype", genotype, "--out", evaluations / name, *quiet)
+        return evaluations / name
+
+    other = evaluate(search / "seed-2", "ista-seed-2")
+    darts = root / "darts"  # the baseline of the consistency study, each search's genotype evaluated
+    digits = ["data.dataset=digits", "data.augment=false", "data.subset=256", "epochs=2", *TINY]
+    at_once = ["--seeds", "0-1", "--cluster", "debug", "--experiment", darts, "--wait"]
+    ista("launch", "--preset", "cifar10-darts", *digits, *at_once)
+    for seed in (0, 1):
+        evaluate(darts / f"seed-{seed}", f"darts-seed-{seed}")
+    return search, best, other, darts
 
 
 def test_every_seed_state_is_a_row_and_nothing_crashes(runs):
-    search, _, _ = runs
+    search, *_ = runs
     table = ista("summarize", search, search.parent / "no-such-run").stdout
     assert "2/4 seeds done" in table
     rows = {line.split()[0]: line for line in table.splitlines() if line.strip()[:1].isdigit()}
     assert rows["0"].split()[1] == "done" and rows["2"].split()[1] == "done"
     assert "failed" in rows["1"] and "CheckpointError: cannot read checkpoint" in rows["1"]
     assert "missing" in rows["3"] and "no run directory" in rows["3"]
-    assert (
-        "no run directory" in table.split("no-such-run")[-1]
-    )  # a path that is not there: a row, not a crash
+    lost = table.split("no-such-run")[-1]
+    assert "no run directory" in lost  # a path that is not there: a row, not a crash
     assert "best-of-k (the paper's)" in table and "mean over independent searches" in table
 
 
 def test_json_numbers_are_those_of_the_run_directories(runs):
-    search, _, _ = runs
+    search, *_ = runs
     (group,) = json.loads(ista("summarize", search, "--json").stdout)
     a = group["aggregate"]
     accs = {s: final(search / f"seed-{s}", "valid_acc") for s in (0, 2)}
@@ -115,16 +114,20 @@ def test_json_numbers_are_those_of_the_run_directories(runs):
 
 
 def test_csv_has_one_row_per_seed(runs):
-    search, _, _ = runs
+    search, *_ = runs
     rows = list(csv.DictReader(io.StringIO(ista("summarize", search, "--csv").stdout)))
-    assert [(r["seed"], r["state"]) for r in rows] == [("0", "done"), ("1", "failed"), ("2", "done"),
-                                                       ("3", "missing")]  # fmt: skip
+    assert [(r["seed"], r["state"]) for r in rows] == [
+        ("0", "done"),
+        ("1", "failed"),
+        ("2", "done"),
+        ("3", "missing"),
+    ]
     assert all(r["group"] == str(search) for r in rows)
     assert float(rows[0]["valid_acc"]) == final(search / "seed-0", "valid_acc")
 
 
 def test_best_of_k_is_logged_and_both_protocols_are_computed(runs):
-    search, best, other = runs
+    search, best, other, _ = runs
     accs = {s: final(search / f"seed-{s}", "valid_acc") for s in (0, 2)}
     chosen = max(accs, key=lambda s: (accs[s], -s))
     selection = json.loads((best / "experiment.json").read_text())["selection"]
@@ -138,8 +141,10 @@ def test_best_of_k_is_logged_and_both_protocols_are_computed(runs):
     protocols = {p["protocol"]: p for p in groups[str(search)]["protocols"]}
     best_err = final(best / "seed-0", "test_acc")
     assert protocols["best-of-k"]["estimate"]["mean"] == pytest.approx(1 - best_err)
-    fingerprint = {s: Genotype.from_json((search / f"seed-{s}" / "genotype.json").read_text()).fingerprint()
-                   for s in (0, 2)}  # fmt: skip
+    fingerprint = {
+        s: Genotype.from_json((search / f"seed-{s}" / "genotype.json").read_text()).fingerprint()
+        for s in (0, 2)
+    }
     evaluated: dict[str, list[float]] = {}
     for run_dir in (best / "seed-0", other):
         key = Genotype.from_json((run_dir / "genotype.json").read_text()).fingerprint()
@@ -150,36 +155,55 @@ def test_best_of_k_is_logged_and_both_protocols_are_computed(runs):
 
 
 def test_consistency_study_pairs_each_search_with_its_evaluation(runs):
-    search, best, other = runs
-    (study,) = json.loads(
-        ista("kendall", "--experiment", search, "--evaluations", best, other.parent, "--json").stdout
+    search, best, other, darts = runs
+    studies = json.loads(
+        ista(
+            "kendall",
+            "--experiment",
+            search,
+            "--experiment",
+            darts,
+            "--evaluations",
+            best,
+            other.parent,
+            "--json",
+        ).stdout
     )
-    assert sorted(study["seeds"]) == [0, 2] and study["unevaluated"] == []
-    x = [final(search / f"seed-{s}", "valid_acc") for s in study["seeds"]]
-    assert study["supernet_acc"] == x
-    expected = kendall(study["supernet_acc"], study["evaluated_acc"])
-    assert study["tau"]["tau_a"] == expected.tau_a and study["tau"]["concordant"] == expected.concordant
+    assert [s["method"] for s in studies] == ["ista", "darts"]
+    for study, experiment, seeds in zip(studies, (search, darts), ([0, 2], [0, 1]), strict=True):
+        assert sorted(study["seeds"]) == seeds and study["unevaluated"] == []
+        x = [final(experiment / f"seed-{s}", "valid_acc") for s in study["seeds"]]
+        assert study["supernet_acc"] == x
+        expected = kendall(study["supernet_acc"], study["evaluated_acc"])
+        assert study["tau"]["tau_a"] == expected.tau_a and study["tau"]["concordant"] == expected.concordant
+    text = ista("kendall", "--experiment", search, "--evaluations", other.parent).stdout
+    assert f"not evaluated (no finished training of their genotype): seeds [{({0, 2} - {2}).pop()}]" in text
 
 
 def test_plots_are_written_for_curves_supports_and_each_seed(runs, tmp_path):
-    search, _, _ = runs
+    search, *_ = runs
     ista("summarize", search, "--plots", tmp_path)
     names = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert names == ["search-curves.png", "search-seed-0-cells.png", "search-seed-2-cells.png",
-                     "search-supports.png"]  # fmt: skip
+    assert names == [
+        "search-curves.png",
+        "search-seed-0-cells.png",
+        "search-seed-2-cells.png",
+        "search-supports.png",
+    ]
     assert all(
         p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in tmp_path.iterdir()
     )
 
 
 def test_best_of_k_refuses_what_it_cannot_choose_from(runs, tmp_path):
-    _, best, _ = runs
+    _, best, *_ = runs
     done = ista(
         "train", "--preset", "cifar10-eval", "--genotype", f"best:{best}", "--out", tmp_path, check=False
     )
     assert done.returncode == 2 and "best-of-k selects among two-stage searches" in done.stderr
-    done = ista("train", "--preset", "cifar10-eval", "--genotype", f"best:{tmp_path}", "--out", tmp_path,
-                check=False)  # fmt: skip
+    done = ista(
+        "train", "--preset", "cifar10-eval", "--genotype", f"best:{tmp_path}", "--out", tmp_path, check=False
+    )
     assert done.returncode == 2 and "is not an experiment folder" in done.stderr
 
 
