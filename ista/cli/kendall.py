@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         nargs="+",
         default=[],
         metavar="DIR",
-        help="experiments or run directories of evaluation trainings; matched to searches by genotype",
+        help="experiments or run directories of evaluation trainings, matched to searches by genotype "
+        "(default: every one in the folders that hold the search experiments)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -79,7 +80,8 @@ def _study(args: argparse.Namespace) -> int:
     from ista.report.protocols import evaluations
     from ista.report.summary import collect
 
-    evaluated = evaluations([run for _, _, run in collect(args.evaluations)])
+    places = args.evaluations or list(dict.fromkeys(e.resolve().parent for e in args.experiment))
+    evaluated = evaluations([run for _, _, run in collect(places)])
     studies = []
     for experiment in args.experiment:
         searches = [run for _, _, run in collect([experiment])]

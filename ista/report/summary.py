@@ -47,23 +47,34 @@ def collect(paths: list[str | Path]) -> list[tuple[str, dict[str, Any], RunRecor
     found = []
     for path in map(Path, paths):
         if (path / RECORD).is_file():
-            record = read_record(path)
+            try:
+                record = read_record(path)
+            except ValueError as err:  # a damaged experiment.json: a row that says so
+                found.append(("", {}, RunRecord(str(path), state="broken", note=f"{RECORD}: {err}")))
+                continue
             for row in _seed_states(path):
                 run = read_run(seed_dir(path, row["seed"]), row["seed"])
                 if run.state not in ("done", "broken"):
                     run.state, run.note = _launch_state(row, run)
                 found.append((str(path), record, run))
-        elif not (path / "config.json").is_file() and (inner := _children(path)):
+        elif not (path / "config.json").is_file() and (inner := _runs_below(path)):
             found.extend(collect(inner))  # a folder of run directories or experiments, e.g. runs/
         else:
             found.append(("", {}, read_run(path)))
     return found
 
 
-def _children(folder: Path) -> list[Path]:
+def _runs_below(folder: Path, depth: int = 3) -> list[Path]:
+    """Experiments and run directories up to `depth` levels below `folder` (never inside one)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if (p / "config.json").is_file() or (p / RECORD).is_file())
+    found = []
+    for path in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (path / "config.json").is_file() or (path / RECORD).is_file():
+            found.append(path)
+        elif depth > 1:
+            found.extend(_runs_below(path, depth - 1))
+    return found
 
 
 def _seed_states(experiment: Path) -> list[dict[str, Any]]:

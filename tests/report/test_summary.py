@@ -85,6 +85,10 @@ def test_every_seed_state_is_a_row_and_nothing_crashes(runs):
     assert "missing" in rows["3"] and "no run directory" in rows["3"]
     lost = table.split("no-such-run")[-1]
     assert "no run directory" in lost  # a path that is not there: a row, not a crash
+    damaged = search.parent / "damaged"
+    damaged.mkdir()
+    (damaged / "experiment.json").write_text('{"preset": "demo", "seeds": [0')  # cut off mid-write
+    assert "broken" in ista("summarize", damaged).stdout
     assert "best-of-k (the paper's)" in table and "mean over independent searches" in table
 
 
@@ -176,6 +180,8 @@ def test_consistency_study_pairs_each_search_with_its_evaluation(runs):
         assert study["supernet_acc"] == x
         expected = kendall(study["supernet_acc"], study["evaluated_acc"])
         assert study["tau"]["tau_a"] == expected.tau_a and study["tau"]["concordant"] == expected.concordant
+    everything_beside = json.loads(ista("kendall", "--experiment", search, "--json").stdout)  # in root/
+    assert everything_beside[0]["tau"] == studies[0]["tau"]
     text = ista("kendall", "--experiment", search, "--evaluations", other.parent).stdout
     assert f"not evaluated (no finished training of their genotype): seeds [{({0, 2} - {2}).pop()}]" in text
 
