@@ -166,9 +166,10 @@ def protocol_lines(g: Group, everything: list[RunRecord]) -> list[dict[str, Any]
             else:
                 text = (
                     f"best-of-k (the paper's): seed {chosen.seed} (held-out {chosen.valid_acc:.2%}, best of "
-                    f"k={chosen.k}), genotype {chosen.fingerprint}, not evaluated yet: ista launch --preset "
-                    f"cifar10-eval --genotype best:{g.name} --seeds 0-4"
+                    f"k={chosen.k}), genotype {chosen.fingerprint}, not evaluated among the runs given"
                 )
+                if g.record:  # one experiment: how to evaluate it
+                    text += f"; ista launch --preset cifar10-eval --genotype best:{g.name} --seeds 0-4"
             lines.append(
                 {
                     "protocol": "best-of-k",
