@@ -95,6 +95,6 @@ def _study(args: argparse.Namespace) -> int:
             print(f"  seed {seed}: super-net held-out {x:.2%}, evaluated test {y:.2%}")
         if s.unevaluated:
             print(f"  not evaluated (no finished training of their genotype): seeds {s.unevaluated}")
-        for line in describe(s.tau) if s.tau else ["  fewer than 2 evaluated searches: no tau"]:
-            print(f"  {line.strip()}")
+        for line in describe(s.tau) if s.tau else ["fewer than 2 evaluated searches: no tau"]:
+            print(f"  {line}")
     return 0

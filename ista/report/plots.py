@@ -119,7 +119,7 @@ def _mean_std(series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (
         epochs,
         np.array([np.mean(values[e]) for e in epochs]),
-        np.array([np.std(values[e]) for e in epochs]),
+        np.array([np.std(values[e], ddof=1) if len(values[e]) > 1 else 0.0 for e in epochs]),
     )
 
 

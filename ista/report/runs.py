@@ -34,9 +34,8 @@ class RunRecord:
     test_top5_err: float | None = None
     params_m: float | None = None  # of the network the genotype stands for (see `measure`)
     macs_m: float | None = None
-    cost_h: float | None = (
-        None  # device-hours: the search's (ista, darts, one-stage search phase) or training's
-    )
+    # device-hours: the search's (ista, darts, one-stage search phase) or the training's
+    cost_h: float | None = None
     device: str | None = None  # "cpu" or the GPU's name
     devices: int | None = None  # processes (one per GPU on GPUs)
     skip_connects: int | None = None  # in the normal cell: DARTS' collapse indicator

@@ -52,7 +52,7 @@ def collect(paths: list[str | Path]) -> list[tuple[str, dict[str, Any], RunRecor
             except ValueError as err:  # a damaged experiment.json: a row that says so
                 found.append(("", {}, RunRecord(str(path), state="broken", note=f"{RECORD}: {err}")))
                 continue
-            for row in _seed_states(path):
+            for row in _seed_states(path, record):
                 run = read_run(seed_dir(path, row["seed"]), row["seed"])
                 if run.state not in ("done", "broken"):
                     run.state, run.note = _launch_state(row, run)
@@ -77,13 +77,12 @@ def _runs_below(folder: Path, depth: int = 3) -> list[Path]:
     return found
 
 
-def _seed_states(experiment: Path) -> list[dict[str, Any]]:
+def _seed_states(experiment: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     from ista.launch.status import seed_states
 
     try:
         return seed_states(experiment)
     except Exception as err:  # Slurm's accounting unreachable, a damaged submitit folder: files only
-        record = read_record(experiment)
         return [
             {"seed": s, "state": "unknown", "note": f"{type(err).__name__}: {err}"} for s in record["seeds"]
         ]
@@ -93,7 +92,7 @@ def _launch_state(row: dict[str, Any], run: RunRecord) -> tuple[str, str]:
     """A seed without a result: the launcher's word (pending, running, requeued, failed and why), or missing
     when neither its run directory nor its job can be found."""
     state, note = row["state"], row.get("note") or run.note
-    if run.note == "no run directory" and state in ("pending", "unknown"):
+    if not Path(run.run_dir).exists() and state in ("pending", "unknown"):
         return "missing", "no run directory and no job output"
     return state, note
 
