@@ -50,6 +50,8 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "images": args.images,
         "batch": config.batch_size,
+        "amp": str(task.dtype),
+        "channels_last": task.channels_last,
         "epoch_s": round(seconds, 2),
         "train_images_per_s": round(len(loaders.train.indices) / seconds),
         "recovery_s": results.get("recovery_s"),

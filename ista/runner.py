@@ -20,8 +20,11 @@ from ista.report.cell_plot import save_genotype_figure
 from ista.report.console import RunProgress
 from ista.space.genotypes import Genotype, load_genotype
 from ista.space.networks import build_eval_network, build_search_network
+from ista.sparse.code import SparseCode
+from ista.sparse.measurement import initial_codes
 from ista.train.checkpoint import load_checkpoint, save_checkpoint
 from ista.train.engine import Loaders, run_epochs
+from ista.train.step import Method, StepEngine
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -74,19 +77,21 @@ def build_loaders(config: RunConfig, data: Split, test: Split | None = None) -> 
     return Loaders(
         train=data.loader(train_idx, batch, **train, stream=0),
         held_out=data.loader(held_idx, batch, **train, stream=1),
-        evaluate=data.loader(held_idx, batch, augment=False, shuffle=False, stream=2),
+        # the official code evaluates on its augmented held-out queue (data.eval_augment=true)
+        evaluate=data.loader(
+            held_idx, batch, **(train if d.eval_augment else {"augment": False}), shuffle=False, stream=2
+        ),
     )
 
 
-def build_task(config: RunConfig, data: Split, device: torch.device):
-    from ista.search.darts import DartsSearch
-    from ista.search.one_stage import OneStageSearch
-    from ista.search.two_stage import IstaSearch
-    from ista.train.supervised import Training
+def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngine:
+    """The method of `config.method` on its network, in the step engine."""
+    from ista.search.darts import Darts
+    from ista.search.one_stage import OneStage
+    from ista.search.two_stage import TwoStage
 
-    torch.manual_seed(config.seed)  # W's initialisation
-    net = config.network
-    sync = sync_bn.convert if config.sync_bn else (lambda m: m)
+    torch.manual_seed(config.seed)  # W's initialisation (and the official draws of b that follow it)
+    net, a = config.network, config.arch
     dataset = "imagenet" if data.dataset == "imagenet" else "cifar10"  # digits: the CIFAR stem
     shape = {"num_classes": data.num_classes, "in_channels": data.channels}
     if config.method == "train":
@@ -94,14 +99,25 @@ def build_task(config: RunConfig, data: Split, device: torch.device):
             load_genotype(config.genotype), dataset, net.channels, net.layers,
             auxiliary=net.auxiliary_weight > 0, onestage=net.onestage, **shape,
         )  # fmt: skip
-        return Training(config, sync(model.to(device)), device)
-    if config.method == "onestage":
+    else:
         model = build_search_network(
-            dataset, net.channels, net.layers, onestage=True, auxiliary=True, **shape
-        )
-        return OneStageSearch(config, sync(model.to(device)), device, dataset)
-    model = sync(build_search_network(dataset, net.channels, net.layers, **shape).to(device))
-    return (IstaSearch if config.method == "ista" else DartsSearch)(config, model, device)
+            dataset, net.channels, net.layers, onestage=config.method == "onestage",
+            auxiliary=net.auxiliary_weight > 0, **shape,
+        )  # fmt: skip
+    code = None
+    if config.method in ("ista", "onestage"):
+        initial = initial_codes(config.seed, a.draws, one_stage=config.method == "onestage")
+        code = SparseCode(config.seed, device, lam=a.lam, solver=a.solver, draws=a.draws, initial=initial)
+    model = (sync_bn.convert if config.sync_bn else (lambda m: m))(model.to(device))
+    if config.method == "train":
+        method = Method(config, model)
+    elif config.method == "onestage":
+        method = OneStage(config, model, code, dataset)
+    elif config.method == "ista":
+        method = TwoStage(config, model, code)
+    else:
+        method = Darts(config, model, device)
+    return StepEngine(config, method, device)
 
 
 def run(
@@ -149,7 +165,8 @@ def run(
         "method": config.method,
         "data_reader": data.reader,
         "loader_workers": data.workers,
-        "amp": str(getattr(task, "dtype", None)),
+        "amp": str(task.dtype),
+        "channels_last": task.channels_last,
         "resumed_from_epoch": start_epoch if has_checkpoint else None,
     }
     if main:
@@ -157,6 +174,9 @@ def run(
         records.write_metrics(run_dir / "metrics.jsonl", history)
         if config.method == "train":
             records.write_json(run_dir / "genotype.json", load_genotype(config.genotype).to_dict())
+        code = getattr(task.method, "code", None)
+        if code is not None:  # what the seed drew: A and the initial b
+            records.write_json(run_dir / "draws.json", code.drawn())
 
     def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
         history.append(metrics)

@@ -6,29 +6,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from ista.config.schema import RunConfig
-
-CHOICES = {  # fields with a closed set of values
-    "method": ("ista", "darts", "onestage", "train"),
-    "device": ("auto", "cpu", "cuda"),
-    "amp": ("auto", "off", "bf16", "fp16"),
-    "channels_last": ("auto", "on", "off"),
-    "data.dataset": ("cifar10", "imagenet", "digits"),
-    "data.loader": ("auto", "ffcv", "torch"),
-    "optim.schedule": ("cosine", "linear", "constant"),
-    "arch.solver": ("exact", "cvxpy", "mosek"),
-}
-POSITIVE = (
-    "epochs", "batch_size", "eval_every", "network.channels", "network.layers", "optim.lr", "arch.lr",
-    "onestage.search_lr", "onestage.max_search_epochs", "timeout_s",
-)  # fmt: skip
-NON_NEGATIVE = (
-    "seed", "data.subset", "data.workers", "data.cutout", "network.auxiliary_weight", "network.drop_path",
-    "optim.lr_min", "optim.momentum", "optim.weight_decay", "optim.grad_clip", "optim.warmup_epochs",
-    "optim.label_smoothing", "arch.weight_decay", "arch.lam", "arch.recover_every", "onestage.threshold",
-    "onestage.param_cap",
-)  # fmt: skip
-BELOW_ONE = ("network.drop_path", "optim.label_smoothing")
+from ista.config.schema import BOUNDS, RunConfig
 
 
 class ConfigError(ValueError):
@@ -111,33 +89,59 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
 
 
 def validate(config: RunConfig) -> RunConfig:
-    """Checks values that types cannot: choices, signs, ranges."""
+    """Checks what types cannot: each field's declared choices and bounds (`ista.config.schema.setting`),
+    that every field set away from its default is used by the run's method, and a few cross-field rules."""
+    declared = declarations()
     flat = flatten_config(config)
-    for key, choices in CHOICES.items():
-        if flat[key] not in choices:
-            raise ConfigError(f"{key}: {flat[key]!r} is not one of {', '.join(choices)}")
-    for key in POSITIVE:
-        if not flat[key] > 0:
-            raise ConfigError(f"{key}: must be > 0, got {flat[key]}")
-    for key in NON_NEGATIVE:
-        if not flat[key] >= 0:
-            raise ConfigError(f"{key}: must be ≥ 0, got {flat[key]}")
-    if not 0 < config.data.train_portion < 1:
-        raise ConfigError(f"data.train_portion: must be in (0, 1), got {config.data.train_portion}")
-    if not (0 <= config.arch.beta1 < 1 and 0 <= config.arch.beta2 < 1):
-        raise ConfigError(
-            f"arch.beta1/beta2: must be in [0, 1), got {config.arch.beta1}, {config.arch.beta2}"
-        )
-    for key in BELOW_ONE:
-        if not flat[key] < 1:
-            raise ConfigError(f"{key}: must be < 1, got {flat[key]}")
-    if config.optim.schedule == "cosine" and config.optim.lr_min > config.optim.lr:
-        raise ConfigError(
-            f"optim.lr_min ({config.optim.lr_min}) must not exceed optim.lr ({config.optim.lr})"
-        )
-    if config.network.layers < 3:
-        raise ConfigError(f"network.layers: need ≥ 3 cells (two are reductions), got {config.network.layers}")
+    for key, (meta, _) in declared.items():
+        value = flat[key]
+        if meta["choices"] and value not in meta["choices"]:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
+        if meta["bounds"]:
+            test, says = BOUNDS[meta["bounds"]]
+            if not test(value):
+                raise ConfigError(f"{key}: {says}, got {value}")
+    _check_used(config.method, flat, declared)
+    o, d = config.optim, config.data
+    if o.schedule == "cosine" and o.lr_min > o.lr:
+        raise ConfigError(f"optim.lr_min ({o.lr_min}) must not exceed optim.lr ({o.lr})")
+    if o.schedule != "cosine" and o.lr_min:
+        raise ConfigError(f"optim.lr_min is the cosine schedule's floor; schedule {o.schedule} has none")
+    for key, value in (("data.cutout", d.cutout), ("data.jitter", d.jitter)):
+        if value and not d.augment:
+            raise ConfigError(f"{key} is part of the training augmentation; it needs data.augment=true")
+    if o.clip_arch and not o.grad_clip:
+        raise ConfigError("optim.clip_arch widens the gradient clip; it needs optim.grad_clip > 0")
     return config
+
+
+def declarations(cls: type = RunConfig, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted key → (the field's declaration: choices, bounds, methods; its default), for every value."""
+    out: dict[str, tuple[Any, Any]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(declarations(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = (f.metadata, f.default)
+    return out
+
+
+def _check_used(method: str, flat: dict[str, Any], declared: dict[str, tuple[Any, Any]]) -> None:
+    """A field set away from its default, in a preset or on the command line, must be one the method uses."""
+    for key, (meta, default) in declared.items():
+        if method in meta["methods"] or flat[key] == default:
+            continue
+        section = key.rpartition(".")[0]
+        used = [
+            k for k, (m, _) in declared.items() if k.rpartition(".")[0] == section and method in m["methods"]
+        ]
+        where = f"{section}.*" if section else "the top-level fields"
+        uses = f"of {where}, {method} uses {', '.join(used)}" if used else f"{method} uses no {where} field"
+        raise ConfigError(
+            f"{key}={flat[key]!r} is set, but method={method} does not use it (it is used by "
+            f"{', '.join(meta['methods'])}); {uses}. Remove the setting, or choose a method that uses it."
+        )
 
 
 def flatten_config(config: Any) -> dict[str, Any]:

@@ -12,26 +12,32 @@ import torch
 from torch import nn
 
 from ista.config.schema import RunConfig
-from ista.search.bilevel import BilevelSearch, Weights
 from ista.space.encoding import NODE_OFFSETS
 from ista.space.genotypes import NODES, Genotype
 from ista.space.ops import NUM_OPS, PRIMITIVES
 from ista.sparse.measurement import CELL_TYPES
+from ista.train.step import Method, Weights
 
 EDGES = sum(j + 2 for j in range(NODES))  # 14
 
 
-class DartsSearch(BilevelSearch):
+class Darts(Method):
+    bilevel = True
+    eval_prefix = "valid"
+
     def __init__(self, config: RunConfig, model: nn.Module, device: torch.device):
+        super().__init__(config, model)
         g = torch.Generator().manual_seed(config.seed)
         self.alphas = {
             cell: nn.Parameter((1e-3 * torch.randn(EDGES, NUM_OPS, generator=g)).to(device))
             for cell in CELL_TYPES
         }
-        super().__init__(config, model, [self.alphas[cell] for cell in CELL_TYPES])
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas[cell] for cell in CELL_TYPES]
 
     def arch_weights(self) -> Weights:
-        normal, reduce = (torch.softmax(self.alphas[cell], dim=-1).flatten() for cell in CELL_TYPES)
+        normal, reduce = (torch.softmax(self.alphas[cell].float(), dim=-1).flatten() for cell in CELL_TYPES)
         return normal, reduce
 
     def genotype(self) -> Genotype:
@@ -40,9 +46,8 @@ class DartsSearch(BilevelSearch):
             weights = torch.softmax(self.alphas[cell].detach().cpu(), dim=-1)
             pairs = []
             for j in range(NODES):
-                rows = weights[
-                    NODE_OFFSETS[j] // NUM_OPS : NODE_OFFSETS[j] // NUM_OPS + j + 2
-                ]  # edges into node j
+                first = NODE_OFFSETS[j] // NUM_OPS
+                rows = weights[first : first + j + 2]  # edges into node j
                 strongest = rows.max(dim=1).values.argsort(descending=True, stable=True)[:2]
                 pairs += [(PRIMITIVES[int(rows[i].argmax())], int(i)) for i in strongest]
             cells.append(pairs)
@@ -50,7 +55,15 @@ class DartsSearch(BilevelSearch):
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         return {
-            "lr": self.lr,
             "alphas": {cell: self.alphas[cell].detach().cpu().tolist() for cell in CELL_TYPES},
             "genotype": self.genotype().to_dict(),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "alphas": {c: a.detach().cpu() for c, a in self.alphas.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            for cell in CELL_TYPES:
+                self.alphas[cell].copy_(state["alphas"][cell])

@@ -2,6 +2,7 @@
 
 The reference code steps PyTorch schedulers at the start of each epoch, which shifts them by one epoch
 under PyTorch ≥ 1.1. A pure function of the epoch has no such ambiguity and needs no saved state.
+`learning_rate` is the one function every method's learning rate comes from.
 """
 
 from __future__ import annotations
@@ -9,37 +10,33 @@ from __future__ import annotations
 import math
 
 
-def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float = 0.0) -> float:
-    """lr_min + (lr − lr_min)·(1 + cos(π·epoch/epochs))/2 for epoch = 0..epochs−1: lr in the first epoch."""
+def learning_rate(
+    epoch: int, epochs: int, lr: float, *, schedule: str = "cosine", lr_min: float = 0.0, warmup: int = 0
+) -> float:
+    """The learning rate of epoch `epoch` (0-based) of `epochs`.
+
+    The first `warmup` epochs ramp linearly to lr as lr·(e+1)/warmup, overriding the schedule, as the
+    ImageNet script does. Then `schedule`:
+    - cosine: lr_min + (lr − lr_min)·(1 + cos(π·e/E))/2, lr in the first epoch (DARTS, ISTA-NAS);
+    - linear: the ImageNet script's decay (§7): lr·(E−5−e)/(E−5), then lr·(E−e)/((E−5)·5) over the last
+      five epochs (plain linear decay for runs of at most 5 epochs);
+    - constant: lr.
+    """
     if not 0 <= epoch < epochs:
         raise ValueError(f"epoch {epoch} outside 0..{epochs - 1}")
-    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
-
-
-def linear_lr(epoch: int, epochs: int, lr: float, tail: int = 5) -> float:
-    """The ImageNet script's decay (method.md §7): linear to a small value at epoch N−tail, then a gentler
-    linear fall over the last `tail` epochs: lr·(N−tail−e)/(N−tail), then lr·(N−e)/((N−tail)·tail)."""
-    if not 0 <= epoch < epochs:
-        raise ValueError(f"epoch {epoch} outside 0..{epochs - 1}")
-    main = epochs - tail
-    if main <= 0:  # runs shorter than the tail: plain linear decay
-        return lr * (epochs - epoch) / epochs
-    if epoch < main:
-        return lr * (main - epoch) / main
-    return lr * (epochs - epoch) / (main * tail)
-
-
-def learning_rate(epoch: int, epochs: int, optim, warmup: int | None = None) -> float:
-    """`optim.schedule` over `epochs`; the first `warmup` epochs (default `optim.warmup_epochs`) ramp
-    linearly to lr as lr·(e+1)/warmup, overriding the schedule, as the ImageNet script does."""
-    warmup = optim.warmup_epochs if warmup is None else warmup
     if epoch < warmup:
-        return optim.lr * (epoch + 1) / warmup
-    if optim.schedule == "cosine":
-        return cosine_lr(epoch, epochs, optim.lr, optim.lr_min)
-    if optim.schedule == "linear":
-        return linear_lr(epoch, epochs, optim.lr)
-    return optim.lr
+        return lr * (epoch + 1) / warmup
+    if schedule == "cosine":
+        return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+    if schedule == "linear":
+        tail = 5
+        main = epochs - tail
+        if main <= 0:
+            return lr * (epochs - epoch) / epochs
+        return lr * (main - epoch) / main if epoch < main else lr * (epochs - epoch) / (main * tail)
+    if schedule == "constant":
+        return lr
+    raise ValueError(f"unknown schedule {schedule!r}; expected cosine, linear or constant")
 
 
 def drop_path_at(epoch: int, epochs: int, final: float) -> float:

@@ -146,6 +146,8 @@ JobAcctGatherType=jobacct_gather/none
 $ACCTCONF
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
+# Schedule every 2 s, not every 60 (the default): a requeued job the test releases starts at once.
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2

@@ -53,7 +53,7 @@ def test_overrides():
         ("optim.lr=fast", "optim.lr: expected float, got 'fast'"),
         (
             "optim.lrate=1",
-            "unknown config field 'optim.lrate': OptimConfig has grad_clip, label_smoothing, lr",
+            "unknown config field 'optim.lrate': OptimConfig has clip_arch, grad_clip, label_smoothing, lr",
         ),
         ("optim=1", "'optim' is a section"),
         ("epochs=0", "epochs: must be > 0"),
@@ -62,7 +62,7 @@ def test_overrides():
         ("arch.solver=fista", "arch.solver: 'fista' is not one of exact, cvxpy, mosek"),
         ("data.augment=maybe", "data.augment: expected true or false"),
         ("optim.lr_min=1", r"optim.lr_min \(1.0\) must not exceed optim.lr"),
-        ("network.layers=2", "need ≥ 3 cells"),
+        ("network.layers=2", "must be ≥ 3"),
         ("nonsense", "not of the form key=value"),
     ],
 )
@@ -115,3 +115,59 @@ def test_target_and_one_stage_presets_are_the_papers_settings():
     v = preset("imagenet-eval")
     assert (v.method, v.optim.warmup_epochs, v.optim.grad_clip, v.data.jitter) == ("train", 5, 5.0, True)
     assert v.optim == i.optim and v.network == i.network
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "method"),
+    [
+        ("cifar10-two-stage", "network.auxiliary_weight=0.4", "ista"),  # the two-stage super-net has no head
+        ("cifar10-darts", "arch.solver=cvxpy", "darts"),  # DARTS recovers nothing
+        ("cifar10-darts", "arch.draws=official", "darts"),
+        ("cifar10-one-stage", "data.train_portion=0.6", "onestage"),  # one batch for b and W
+        ("cifar10-one-stage", "data.eval_augment=true", "onestage"),
+        ("cifar10-eval", "arch.lr=0.1", "train"),  # nothing to learn but W
+        ("cifar10-eval", "onestage.threshold=0.1", "train"),
+        ("cifar10-eval", "optim.clip_arch=true", "train"),
+    ],
+)
+def test_a_setting_the_method_does_not_use_is_an_error(name, override, method):
+    with pytest.raises(ConfigError, match=rf"is set, but method={method} does not use it \(it is used by "):
+        apply_overrides(preset(name), [override])
+
+
+def test_a_preset_setting_is_explicit_too():
+    # cifar10-eval sets the auxiliary weight; the two-stage search has no auxiliary head to weigh
+    with pytest.raises(ConfigError, match=r"network\.auxiliary_weight=0\.4 is set, but method=ista"):
+        apply_overrides(preset("cifar10-eval"), ["method=ista"])
+    # and the error says what the method does use in that section
+    uses = r"of arch\.\*, darts uses arch\.lr, arch\.beta1, arch\.beta2, arch\.weight_decay\. "
+    with pytest.raises(ConfigError, match=uses):
+        apply_overrides(preset("cifar10-darts"), ["arch.lam=1e-4"])
+
+
+def test_every_preset_sets_only_what_its_method_uses():
+    for name in PRESETS:
+        apply_overrides(preset(name), [])  # validates
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.augment=false", "data.cutout=16"], "data.cutout is part of the training augmentation"),
+        (["data.augment=false", "data.jitter=true"], "data.jitter is part of the training augmentation"),
+        (["optim.schedule=linear", "optim.lr_min=0.01"], "cosine schedule's floor"),
+        (["optim.clip_arch=true", "optim.grad_clip=0"], "needs optim.grad_clip > 0"),
+    ],
+)
+def test_settings_that_would_have_no_effect_are_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(preset("cifar10-two-stage"), overrides)
+
+
+def test_choices_and_bounds_are_declared_next_to_the_field():
+    from ista.config.io import declarations
+
+    meta, default = declarations()["arch.solver"]
+    assert meta["choices"] == ("exact", "cvxpy", "mosek") and default == "exact"
+    assert meta["methods"] == ("ista", "onestage")
+    assert declarations()["optim.lr"][0]["bounds"] == ">0"

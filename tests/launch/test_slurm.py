@@ -94,11 +94,12 @@ def test_usr2_requeues_and_the_run_ends_as_an_uninterrupted_one(array, tmp_path)
     subprocess.run(["scancel", "--signal=USR2", job], check=True)  # to the job steps, as preemption does
     while time.time() < deadline:
         info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
-        if "Restarts=1" in info:
+        if "Restarts=1" in info and "JobState=PENDING" in info:
             break
         time.sleep(0.2)
     assert "Restarts=1" in info, info  # submitit requeued it
-    # Slurm holds a requeued job for 2 minutes; as the admin, let it start now.
+    # Slurm holds a requeued job for 2 minutes; as the admin, let it start now. (Only once it is pending:
+    # while it is still completing, the requeue's own begin time replaces ours.)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     while not (interrupted / "seed-0" / "result.json").exists() and time.time() < deadline:
         time.sleep(0.5)
@@ -127,7 +128,9 @@ def test_dry_run_prints_the_array_script(tmp_path):
 def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks(tmp_path):
     template = Path(__file__).resolve().parents[2] / "slurm" / "ista-array.sbatch"
     resources = ["--array=0-1", "--nodes=2", "--cpus-per-task=1", "--gpus-per-node=0", "--time=10"]
-    args = ["sbatch", "--wait", *resources, f"--output={tmp_path}/%a.out", str(template), "search", *RUN[:7]]
+    one_epoch = [*RUN[:5], "epochs=1", RUN[6]]  # enough to show the ranks meet
+    output = f"--output={tmp_path}/%a.out"
+    args = ["sbatch", "--wait", *resources, output, str(template), "search", *one_epoch]
     env = {**os.environ, "ISTA": str(ISTA), "EXPERIMENT": str(tmp_path / "experiment")}
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr + (tmp_path / "0.out").read_text()

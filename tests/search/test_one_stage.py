@@ -42,7 +42,7 @@ def train(task, config, epochs, start=0):
 
 
 def all_codes(task):
-    return [b for cell in CELL_TYPES for b in task.codes[cell]]
+    return task.method.code.parameters()
 
 
 def op_bns(task, cell_type, node):
@@ -70,11 +70,11 @@ def test_terminated_nodes_freeze_b_and_train_their_bn(tmp_path, write_cifar):
            for c in CELL_TYPES for j in range(4) for key, bn in op_bns(task, c, j)}  # fmt: skip
 
     (extra,) = train(task, config, 1, start=1)  # the extra epoch with everything frozen (§12.9)
-    assert extra["phase"] == "search" and task.phase == "train"
+    assert extra["phase"] == "search" and task.method.phase == "train"
     assert all(torch.equal(b, saved) for b, saved in zip(all_codes(task), codes, strict=True))
     moved = set()
     for c in CELL_TYPES:
-        support = {NODE_OFFSETS[j] + int(k) for j in range(4) for k in task.maps[c][j].support}
+        support = {NODE_OFFSETS[j] + int(k) for j in range(4) for k in task.method.code.maps[c][j].support}
         for j in range(4):
             for key, bn in op_bns(task, c, j):
                 changed = not (torch.equal(bn.weight, bns[key][0]) and torch.equal(bn.bias, bns[key][1]))
@@ -87,19 +87,20 @@ def test_searching_nodes_move_and_the_cap_rejects(tmp_path, write_cifar):
     write_cifar(tmp_path, per_batch=32, digits=True)
     config = tiny(tmp_path, "onestage.threshold=0", "onestage.param_cap=1e-6")
     task = build_task(config, open_split(config.data, True), torch.device("cpu"))
-    z0 = {c: [z.copy() for z in task.z[c]] for c in CELL_TYPES}
+    z0 = {c: [z.copy() for z in task.method.code.z[c]] for c in CELL_TYPES}
     b0 = [b.detach().clone() for b in all_codes(task)]
     (metrics,) = train(task, config, 1)
     assert metrics["terminated"] == [] and len(metrics["searching"]) == 8
     assert all(not torch.equal(b, saved) for b, saved in zip(all_codes(task), b0, strict=True))
     assert metrics["rejected"] and metrics["candidate_params_m"] > 1e-6
-    assert all(np.array_equal(a, b) for c in CELL_TYPES for a, b in zip(task.z[c], z0[c], strict=True))
+    z = task.method.code.z
+    assert all(np.array_equal(a, b) for c in CELL_TYPES for a, b in zip(z[c], z0[c], strict=True))
     assert max(metrics["z_distance"].values()) > 0
 
 
 def _one_stage(root: Path, out: Path) -> subprocess.Popen:
     args = [str(ISTA), "search", "--preset", "cifar10-one-stage", f"data.root={root}", *TINY, "epochs=2",
-            "onestage.max_search_epochs=2", "--out", str(out), "--quiet"]  # fmt: skip
+            "onestage.max_search_epochs=2", "onestage.threshold=0", "--out", str(out), "--quiet"]  # fmt: skip
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -133,4 +134,5 @@ def test_phases_and_a_resume_across_the_switch(tmp_path, write_cifar):
     assert _history(tmp_path / "resumed") == history
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["task"]
     b = load_checkpoint(checkpoint)["task"]
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]) and a["train_start"] == 3
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["method"]["train_start"] == 3

@@ -35,6 +35,7 @@ def test_one_epoch_records_everything(tmp_path):
         "env.json",
         "checkpoint.pt",
         "genotype.png",
+        "draws.json",
     ):
         assert (tmp_path / name).exists(), name
     (metrics,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -76,12 +77,13 @@ def test_only_support_ops_run_and_b_gradient_is_A_S_times_dL_dw():
     weights = task.arch_weights()
     for w in weights:
         w.retain_grad()
-    for b in task.arch_parameters:
+    code = task.method.code
+    for b in code.parameters():
         b.grad = None
     torch.nn.functional.cross_entropy(task.model(x, weights)[0], y).backward()
     for i, cell in enumerate(CELL_TYPES):
         offset = 0
-        for node_map, b in zip(task.maps[cell], task.codes[cell], strict=True):
+        for node_map, b in zip(code.maps[cell], code.codes[cell], strict=True):
             dw = weights[i].grad[offset : offset + node_map.size][node_map.support]
             assert torch.allclose(b.grad, node_map.A_S @ dw, atol=1e-7)
             offset += node_map.size
@@ -94,9 +96,10 @@ def test_recover_every_step_uses_the_latest_codes():
     x, y = data.images[:16].float() / 255, data.labels[:16]
     task.start_epoch(0)
     task.train_step((x, y), (x, y))
-    A = [a for cell in CELL_TYPES for a in task.A[cell]]
-    expected = recover(A, task.arch_parameters)
-    got = [z for cell in CELL_TYPES for z in task.z[cell]]
+    code = task.method.code
+    A = [a for cell in CELL_TYPES for a in code.A[cell]]
+    expected = recover(A, code.parameters())
+    got = [z for cell in CELL_TYPES for z in code.z[cell]]
     assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
 
 
@@ -110,10 +113,10 @@ def test_darts_baseline_runs_all_candidates_and_uses_darts_rule(tmp_path):
     task.train_step((x, y), (x, y))
     assert len(calls) == 98 * len(task.model.cells)
     with torch.no_grad():  # hand-made α: node 0 prefers sep_conv_3x3 on input 1, then skip on input 0
-        for alpha in task.alphas.values():
+        for alpha in task.method.alphas.values():
             alpha.zero_()
             alpha[1, 3], alpha[0, 2] = 5.0, 3.0
-    g = task.genotype()
+    g = task.method.genotype()
     assert g.normal[:2] == (("sep_conv_3x3", 1), ("skip_connect", 0))
     result = run(config, tmp_path, show_progress=False)
     assert "alphas" in result.history[0] and len(result.history) == 1

@@ -4,7 +4,11 @@ import pytest
 import torch
 
 from ista.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ista.train.schedules import cosine_lr
+from ista.train.schedules import learning_rate
+
+
+def cosine_lr(epoch, epochs, lr, lr_min=0.0):
+    return learning_rate(epoch, epochs, lr, schedule="cosine", lr_min=lr_min)
 
 
 def test_cosine_is_an_explicit_function_of_the_epoch():

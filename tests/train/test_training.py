@@ -13,7 +13,7 @@ from ista.data.splits import open_split
 from ista.runner import build_task, run
 from ista.space.genotypes import PUBLISHED
 from ista.space.networks import build_eval_network
-from ista.train.schedules import drop_path_at, learning_rate, linear_lr
+from ista.train.schedules import drop_path_at, learning_rate
 
 ISTA = Path(sys.executable).with_name("ista")
 TINY_NET = ["network.channels=8", "network.layers=3", "batch_size=32"]
@@ -21,8 +21,15 @@ TINY_NET = ["network.channels=8", "network.layers=3", "batch_size=32"]
 
 def test_the_imagenet_scripts_linear_decay_and_warm_up():
     o = preset("imagenet-eval").optim
-    assert [learning_rate(e, 250, o) for e in range(5)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
-    assert learning_rate(5, 250, o) == pytest.approx(0.5 * 240 / 245)  # 0.5·(245 − e)/245 after it
+
+    def script(e, epochs=250, lr=o.lr, warmup=o.warmup_epochs):
+        return learning_rate(e, epochs, lr, schedule=o.schedule, warmup=warmup)
+
+    def linear_lr(e, epochs, lr):
+        return script(e, epochs, lr, warmup=0)
+
+    assert [script(e) for e in range(5)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert script(5) == pytest.approx(0.5 * 240 / 245)  # 0.5·(245 − e)/245 after it
     assert linear_lr(244, 250, 0.5) == pytest.approx(0.5 / 245)
     assert linear_lr(245, 250, 0.5) == pytest.approx(0.5 * 5 / (245 * 5))  # the gentle last five
     assert linear_lr(249, 250, 0.5) == pytest.approx(0.5 / (245 * 5))
