@@ -45,3 +45,18 @@ def write_image_folder():
         return root
 
     return write
+
+
+@pytest.fixture
+def cli(capsys):
+    """Runs the `ista` command in this process (no interpreter start-up per call); returns
+    (exit code, stdout, stderr). The console script itself is tested once, in tests/cli."""
+    from ista.cli.main import main
+
+    def run(*args) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

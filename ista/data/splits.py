@@ -49,15 +49,15 @@ def ffcv_import_error() -> str | None:
 def choose_reader(data: DataConfig) -> str:
     if data.dataset == "digits" or data.loader == "torch":
         return "torch"
-    error = ffcv_import_error()
     if data.loader == "ffcv":
-        if error:
+        if error := ffcv_import_error():
             raise DataError(f"data.loader=ffcv but ffcv does not import ({error}); {INSTALL_FFCV}")
         if not data.beton:
             raise DataError("data.loader=ffcv needs data.beton, the folder `ista data` wrote")
         return "ffcv"
     if not data.beton:
-        return "torch"
+        return "torch"  # without importing ffcv: its import compiles numba code for seconds
+    error = ffcv_import_error()
     if error is None:
         return "ffcv"
     if not data.root:

@@ -60,9 +60,9 @@ def test_params_bad_genotype_is_a_clear_error(capsys):
     )
 
 
-def test_show(tmp_path):
-    result = run("show", "ISTA_twostage", "-o", str(tmp_path / "cells.png"))
-    assert result.returncode == 0, result.stderr
+def test_show(tmp_path, cli):
+    code, _, err = cli("show", "ISTA_twostage", "-o", tmp_path / "cells.png")
+    assert code == 0, err
     assert (tmp_path / "cells.png").read_bytes()[:4] == b"\x89PNG"
-    result = run("show", "ISTA_twostage", "-o", str(tmp_path / "cells.gif"))
-    assert result.returncode == 2 and "must be .png, .svg or .pdf" in result.stderr
+    code, _, err = cli("show", "ISTA_twostage", "-o", tmp_path / "cells.gif")
+    assert code == 2 and "must be .png, .svg or .pdf" in err

@@ -2,7 +2,6 @@
 JPEG folders, bad sources, and a two-process distributed read."""
 
 import os
-import subprocess
 import sys
 from dataclasses import replace
 
@@ -218,20 +217,23 @@ def test_two_ranks_read_disjoint_shards_covering_every_image(tmp_path, write_cif
         assert orders[0] != orders[1]  # a new order each epoch
 
 
-def test_falls_back_to_torch_with_a_notice_when_ffcv_does_not_import(tmp_path, write_cifar):
+def test_falls_back_to_torch_with_a_notice_when_ffcv_does_not_import(tmp_path, write_cifar, cli, monkeypatch):
+    from ista.data import splits
+
     beton = write_cifar_beton(tmp_path, write_cifar)
-    code = (
-        "import sys; sys.modules['ffcv'] = None  # as on a machine without ffcv\n"
-        "from ista.cli.main import main\n"
-        f"sys.exit(main(['search', '--preset', 'cifar10-two-stage', 'data.beton={beton}', "
-        f"'data.root={tmp_path / 'src'}', 'epochs=1', 'batch_size=50', 'network.layers=3', "
-        f"'network.channels=4', 'device=cpu', '--quiet', '--out', '{tmp_path / 'run'}']))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    notices = [line for line in done.stderr.splitlines() if line.startswith("ista: ffcv is not available")]
-    assert len(notices) == 1 and "with the torch loader instead" in notices[0]
-    assert '"data_reader": "torch"' in (tmp_path / "run" / "env.json").read_text()
-    code = code.replace(f"'data.root={tmp_path / 'src'}', ", "").replace("/run'", "/run2'")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 2 and "data.beton needs ffcv, which does not import" in done.stderr
+    for name in ("ffcv", "ffcv.loader"):  # as on a machine without ffcv
+        monkeypatch.setitem(sys.modules, name, None)
+    splits.ffcv_import_error.cache_clear()
+    splits._notice.cache_clear()
+    try:
+        args = ["search", "--preset", "cifar10-two-stage", f"data.beton={beton}", "epochs=1", "batch_size=50",
+                "network.layers=3", "network.channels=4", "device=cpu"]  # fmt: skip
+        code, _, err = cli(*args, f"data.root={tmp_path / 'src'}", "--quiet", "--out", tmp_path / "run")
+        assert code == 0, err
+        notices = [line for line in err.splitlines() if line.startswith("ista: ffcv is not available")]
+        assert len(notices) == 1 and "with the torch loader instead" in notices[0]
+        assert '"data_reader": "torch"' in (tmp_path / "run" / "env.json").read_text()
+        code, _, err = cli(*args, "--quiet", "--out", tmp_path / "run2")
+        assert code == 2 and "data.beton needs ffcv, which does not import" in err
+    finally:
+        splits.ffcv_import_error.cache_clear()

@@ -9,24 +9,32 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
+from ista.cli.main import main
 from ista.report.kendall import kendall
 from ista.space.genotypes import Genotype
 
-ISTA = Path(sys.executable).with_name("ista")
 TINY = ["network.channels=4", "network.layers=3", "data.workers=1"]
-SEARCH = ["--preset", "demo", "data.subset=256", "epochs=3", *TINY, "--cpus-per-task", "1"]
+SEARCH = ["--preset", "demo", "data.subset=256", "epochs=2", *TINY, "--cpus-per-task", "1"]
 
 pytestmark = pytest.mark.slow
 
 
 def ista(*args, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "250"}  # whole rows and notes on one line
-    done = subprocess.run([str(ISTA), *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+    """The `ista` command in this process (no interpreter start-up per call), its output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "250"  # whole rows and notes on one line
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main([str(a) for a in args])
+    finally:
+        os.environ.pop("COLUMNS") if columns is None else os.environ.update(COLUMNS=columns)
+    done = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
@@ -41,8 +49,9 @@ def final(run_dir: Path, key: str) -> float:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("summary")
     search = root / "search"
-    (search / "seed-1").mkdir(parents=True)
-    (search / "seed-1" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    for seed in (1, 3):  # seed 1 fails; seed 3 stops at once too, and is then lost
+        (search / f"seed-{seed}").mkdir(parents=True)
+        (search / f"seed-{seed}" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     local = ["--seeds", "0-3", "--cluster", "local", "--experiment", search, "--wait"]
     launched = ista("launch", *SEARCH, *local, check=False)
     assert launched.returncode == 1, launched.stdout + launched.stderr  # seed 1 fails on purpose

@@ -156,7 +156,7 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path)
     assert env["resumed_from_epoch"] == stopped_at + 1
 
 
-def test_run_directory_guards(tmp_path):
+def test_run_directory_guards(tmp_path, cli):
     run(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
     with pytest.raises(ValueError, match=r"other settings \(optim\.lr: 0\.1 → 0\.2\)"):
         run(tiny("ista", "epochs=1", "optim.lr=0.2"), tmp_path, show_progress=False)
@@ -167,24 +167,22 @@ def test_run_directory_guards(tmp_path):
 
     with pytest.raises(CheckpointError, match="damaged"):
         run(tiny("ista", "epochs=1"), tmp_path, show_progress=False)
-    cli = [str(ISTA), "search", "--preset", "demo", *TINY, "epochs=1", "--out", str(tmp_path), "--quiet"]
-    result = subprocess.run(cli, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "damaged" in result.stderr and "Traceback" not in result.stderr
+    code, _, err = cli("search", "--preset", "demo", *TINY, "epochs=1", "--out", tmp_path, "--quiet")
+    assert code == 2 and "damaged" in err and "Traceback" not in err
     assert (tmp_path / "checkpoint.pt").read_bytes() == b"garbage"  # nothing lost or overwritten
 
 
-def test_cifar_layout_through_the_cli(tmp_path, write_cifar):
+def test_cifar_layout_through_the_cli(tmp_path, write_cifar, cli):
     write_cifar(tmp_path / "data", per_batch=16)
     out = tmp_path / "run"
     args = ["search", "--preset", "cifar10-two-stage", f"data.root={tmp_path / 'data'}", "epochs=1"]
     args += ["batch_size=16", "network.channels=4", "network.layers=3", "--out", str(out), "--quiet"]
-    result = subprocess.run([str(ISTA), *args], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert "genotype: Genotype(normal=[" in result.stdout
-    bad = [str(ISTA), *args[:3], "data.root=/nonexistent", "--out", str(tmp_path / "x")]
-    missing = subprocess.run(bad, capture_output=True, text=True, timeout=600)
-    assert missing.returncode == 2
-    assert "CIFAR-10 folder /nonexistent/cifar-10-batches-py does not exist" in missing.stderr
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert "genotype: Genotype(normal=[" in out
+    code, _, err = cli(*args[:3], "data.root=/nonexistent", "--out", tmp_path / "x")
+    assert code == 2
+    assert "CIFAR-10 folder /nonexistent/cifar-10-batches-py does not exist" in err
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU to detect host syncs")

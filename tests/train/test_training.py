@@ -1,7 +1,6 @@
 """Evaluation training (`ista train`): schedules, the loss, the ImageNet network, and tiny real runs."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -66,7 +65,7 @@ def test_imagenet_network_shapes_at_224():
     assert net(torch.randn(1, 3, 224, 224))[1] is None  # the auxiliary head only trains
 
 
-def test_two_epochs_of_evaluation_training_reduce_the_loss(tmp_path, write_cifar):
+def test_two_epochs_of_evaluation_training_reduce_the_loss(tmp_path, write_cifar, cli):
     write_cifar(tmp_path / "data", per_batch=64, digits=True)  # real handwritten digits, learnable
     args = [
         "train",
@@ -77,19 +76,17 @@ def test_two_epochs_of_evaluation_training_reduce_the_loss(tmp_path, write_cifar
         f"data.root={tmp_path / 'data'}",
     ]
     args += [*TINY_NET, "epochs=2", "optim.lr=0.05", "--out", str(tmp_path / "run"), "--quiet"]
-    done = subprocess.run([str(ISTA), *args], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    code, out, err = cli(*args)
+    assert code == 0, err
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert history[1]["train_loss"] < history[0]["train_loss"]
     assert [m["drop_path"] for m in history] == pytest.approx([0.0, 0.1])  # 0.2·epoch/2
-    assert "final test error: " in done.stdout and {"test_acc", "test_top5", "test_loss"} <= set(history[-1])
+    assert "final test error: " in out and {"test_acc", "test_top5", "test_loss"} <= set(history[-1])
     saved = json.loads((tmp_path / "run" / "genotype.json").read_text())
     assert saved == PUBLISHED["ISTA_twostage"].to_dict()
 
-    bad = subprocess.run(
-        [str(ISTA), *args[:1], "--genotype", "NOPE", *args[3:]], capture_output=True, text=True
-    )
-    assert bad.returncode == 2 and "'NOPE' is not a published genotype" in bad.stderr
+    code, _, err = cli(*args[:1], "--genotype", "NOPE", *args[3:])
+    assert code == 2 and "'NOPE' is not a published genotype" in err
 
 
 def test_onestage_variant_has_a_bn_after_each_parameter_free_op(tmp_path, write_cifar):
