@@ -76,7 +76,7 @@ def runs(tmp_path_factory):
 
     other = evaluate(search / "seed-2", "ista-seed-2")
     darts = root / "darts"  # the baseline of the consistency study, each search's genotype evaluated
-    digits = ["data.dataset=digits", "data.augment=false", "data.subset=256", "epochs=2", *TINY]
+    digits = ["data.dataset=digits", "data.augment=false", "data.subset=256", "epochs=1", *TINY]
     at_once = ["--seeds", "0-1", "--cluster", "debug", "--experiment", darts, "--wait"]
     ista("launch", "--preset", "cifar10-darts", *digits, *at_once)
     for seed in (0, 1):
