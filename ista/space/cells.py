@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ista.distributed.sync_bn import run_together
 from ista.space.encoding import (
     CODE_SIZE,
     DENSE_SUPPORT,
@@ -64,12 +65,13 @@ class EvalCell(nn.Module):
     def forward(
         self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor | None = None, drop_prob: float = 0.0
     ) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        states = run_together([self.preprocess0, self.preprocess1], [s0, s1])
         for node in range(len(self.ops) // 2):
+            pair = (2 * node, 2 * node + 1)
+            outs = run_together([self.ops[p] for p in pair], [states[self.indices[p]] for p in pair])
             out = 0
-            for p in (2 * node, 2 * node + 1):
-                op = self.ops[p]
-                out = out + _maybe_drop(op, op(states[self.indices[p]]), drop_prob, self.training)
+            for p, h in zip(pair, outs, strict=True):
+                out = out + _maybe_drop(self.ops[p], h, drop_prob, self.training)
             states.append(out)
         return torch.cat([states[i] for i in self.concat], dim=1)
 
@@ -122,11 +124,12 @@ class SearchCell(nn.Module):
         if weights is None or weights.shape != (CODE_SIZE,):
             got = None if weights is None else tuple(weights.shape)
             raise ValueError(f"a search cell needs a weight vector of shape ({CODE_SIZE},), got {got}")
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        states = run_together([self.preprocess0, self.preprocess1], [s0, s1])
         for node_active in self.active:
+            ops = [self.ops[f] for f, _ in node_active]
+            outs = run_together(ops, [states[index] for _, index in node_active])
             out = 0
-            for f, index in node_active:
-                op = self.ops[f]
-                out = out + weights[f] * _maybe_drop(op, op(states[index]), drop_prob, self.training)
+            for (f, _), op, h in zip(node_active, ops, outs, strict=True):
+                out = out + weights[f] * _maybe_drop(op, h, drop_prob, self.training)
             states.append(out)
         return torch.cat(states[2:], dim=1)

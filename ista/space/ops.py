@@ -57,12 +57,15 @@ class FactorizedReduce(nn.Module):
         self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def before_bn(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         # Pad odd sizes so both branches land on the same grid (DARTS assumes even sizes).
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             x = nn.functional.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        return torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.before_bn(x))
 
 
 OpFactory = Callable[[int, int, bool], nn.Module]

@@ -67,8 +67,8 @@ class Meter:
             return {}
         names = list(self.sums)
         counts = torch.tensor([float(self.counts[n]) for n in names], dtype=torch.float64)
-        totals = all_reduce_sum(torch.stack([self.sums[n] for n in names]).cpu().double())
-        counts = all_reduce_sum(counts)
+        sums = torch.stack([self.sums[n] for n in names]).cpu().double()
+        totals, counts = all_reduce_sum(torch.cat([sums, counts])).split(len(names))  # one collective
         return {n: float(totals[i] / counts[i]) for i, n in enumerate(names)}
 
 

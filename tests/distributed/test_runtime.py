@@ -60,3 +60,49 @@ def test_two_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_pa
         for cell in ("normal", "reduce"):
             za, zb = (np.concatenate(m["z"][cell]) for m in (a, b))
             assert np.allclose(za, zb, rtol=1e-3, atol=1e-7)
+
+
+def fused_bn_as_rank(rank: int, port: int, out: str) -> None:
+    """A node's two active ops through `run_together` and one by one, on 2 gloo ranks."""
+    import torch
+    import torch.distributed as dist
+
+    from ista.distributed import sync_bn
+    from ista.space.ops import build_op
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        ops = torch.nn.ModuleList([build_op("sep_conv_3x3", 4, 1), build_op("skip_connect", 4, 2)])
+        sync_bn.convert(ops)
+        g = torch.Generator().manual_seed(rank)  # each rank its own batch
+        xs = [torch.randn(3, 4, 8, 8, generator=g, requires_grad=True) for _ in ops]
+        calls = []
+        real = dist.all_reduce
+        dist.all_reduce = lambda *a, **k: calls.append(1) or real(*a, **k)
+        results = {}
+        for name, run in (("fused", sync_bn.run_together), ("one by one", None)):
+            calls.clear()
+            outs = run(list(ops), xs) if run else [op(x) for op, x in zip(ops, xs, strict=True)]
+            sum(o.square().sum() for o in outs).backward()
+            results[name] = {"calls": len(calls), "outs": [o.detach() for o in outs],
+                             "grads": [x.grad.clone() for x in xs]}  # fmt: skip
+            for x in xs:
+                x.grad = None
+        dist.all_reduce = real
+        torch.save(results, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_independent_ops_share_their_bn_all_reduces(tmp_path, free_port):
+    import torch
+
+    mp.spawn(fused_bn_as_rank, args=(free_port, str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        r = torch.load(tmp_path / f"rank{rank}.pt")
+        # sep_conv has 2 BNs, the stride-2 skip (FactorizedReduce) 1: 3 + 3 one by one, 2 + 2 together
+        assert (r["one by one"]["calls"], r["fused"]["calls"]) == (6, 4)
+        for key in ("outs", "grads"):
+            for a, b in zip(r["fused"][key], r["one by one"][key], strict=True):
+                assert torch.allclose(a, b, atol=1e-6), key
