@@ -3,10 +3,11 @@
 PyTorch's SyncBatchNorm runs on GPUs only; this one reduces the per-channel sums with a differentiable
 all-reduce and so works with gloo on CPUs as well. GPU runs use PyTorch's fused one.
 
-Each synchronised BN costs one all-reduce forward and one backward, and on CPUs a gloo all-reduce costs
-about a millisecond whatever its size, so `run_together` runs independent modules (a cell's two
-preprocessing ops, a node's active ops) side by side and lets their BNs at the same depth share one
-all-reduce each way: fewer, larger collectives, the same numbers.
+Each synchronised BN costs one all-reduce forward and one backward (a gloo all-reduce costs about a
+millisecond on the build machine, whatever its size), so `run_together` runs independent modules (a
+cell's two preprocessing ops, a node's active ops) side by side and lets their BNs at the same depth
+share one all-reduce each way: fewer, larger collectives (36% fewer per two-stage step), the same
+numbers. On the 2-core build machine the time saved was within its noise (README, "Benchmarks").
 """
 
 from __future__ import annotations
