@@ -1,1 +1,1 @@
-"""Search algorithms as tasks of the shared engine: two-stage ISTA-NAS (Algorithm 1), DARTS baseline."""
+"""Search methods of the step engine: ISTA-NAS two-stage (Algorithm 1) and one-stage (Algorithm 2), DARTS."""

@@ -1,1 +1,1 @@
-"""The one training engine, learning-rate schedules and resumable checkpoints."""
+"""The one epoch loop, the one step engine, learning-rate schedules and resumable checkpoints."""
