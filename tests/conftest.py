@@ -1,6 +1,9 @@
 """Shared fixtures: data the project makes itself, in the layouts users have on disk."""
 
+import io
+import os
 import socket
+from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
@@ -47,16 +50,21 @@ def write_image_folder():
     return write
 
 
-@pytest.fixture
-def cli(capsys):
-    """Runs the `ista` command in this process (no interpreter start-up per call); returns
-    (exit code, stdout, stderr). The console script itself is tested once, in tests/cli."""
+@pytest.fixture(scope="session")
+def cli():
+    """Runs the `ista` command in this process (no interpreter start-up per call), rich tables 250 columns
+    wide; returns (exit code, stdout, stderr). The console script itself is tested once, in tests/cli."""
     from ista.cli.main import main
 
     def run(*args) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
+        out, err = io.StringIO(), io.StringIO()
+        columns = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = "250"  # whole rows and notes on one line
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                code = main([str(a) for a in args])
+        finally:
+            os.environ.pop("COLUMNS") if columns is None else os.environ.update(COLUMNS=columns)
+        return code, out.getvalue(), err.getvalue()
 
     return run

@@ -73,7 +73,7 @@ def _synchronised(module: nn.Module) -> bool:
     return isinstance(module, SyncBatchNorm2d) and module.training
 
 
-Pending = tuple["SyncBatchNorm2d", torch.Tensor]  # a synchronised BN and the input it waits to normalise
+Pending = tuple[SyncBatchNorm2d, torch.Tensor]  # a synchronised BN and the input it waits to normalise
 
 
 def _steps(module: nn.Module, x: torch.Tensor) -> Generator[Pending, torch.Tensor, torch.Tensor]:
@@ -96,7 +96,7 @@ def run_together(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor]) -
         return [m(x) for m, x in zip(modules, inputs, strict=True)]
     runs = [_steps(m, x) for m, x in zip(modules, inputs, strict=True)]
     outputs: list[torch.Tensor | None] = [None] * len(runs)
-    waiting: dict[int, tuple[SyncBatchNorm2d, torch.Tensor]] = {}
+    waiting: dict[int, Pending] = {}
 
     def resume(i: int, value: torch.Tensor | None) -> None:
         try:

@@ -37,7 +37,7 @@ class Darts(Method):
         return [self.alphas[cell] for cell in CELL_TYPES]
 
     def arch_weights(self) -> Weights:
-        normal, reduce = (torch.softmax(self.alphas[cell].float(), dim=-1).flatten() for cell in CELL_TYPES)
+        normal, reduce = (torch.softmax(self.alphas[cell], dim=-1).flatten() for cell in CELL_TYPES)
         return normal, reduce
 
     def genotype(self) -> Genotype:

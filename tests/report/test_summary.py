@@ -5,16 +5,13 @@ is lost (its run directory and job output deleted, as a scratch purge would), pl
 import csv
 import io
 import json
-import os
 import shutil
 import statistics
 import subprocess
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
-from ista.cli.main import main
 from ista.report.kendall import kendall
 from ista.space.genotypes import Genotype
 
@@ -24,20 +21,17 @@ SEARCH = ["--preset", "demo", "data.subset=256", "epochs=2", *TINY, "--cpus-per-
 pytestmark = pytest.mark.slow
 
 
-def ista(*args, check: bool = True) -> subprocess.CompletedProcess:
-    """The `ista` command in this process (no interpreter start-up per call), its output captured."""
-    out, err = io.StringIO(), io.StringIO()
-    columns = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "250"  # whole rows and notes on one line
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main([str(a) for a in args])
-    finally:
-        os.environ.pop("COLUMNS") if columns is None else os.environ.update(COLUMNS=columns)
-    done = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-    if check:
-        assert done.returncode == 0, done.stdout + done.stderr
-    return done
+@pytest.fixture(scope="module")
+def ista(cli):
+    """`ista ARGS` in this process, as a CompletedProcess; `check` asserts that it succeeded."""
+
+    def run(*args, check: bool = True) -> subprocess.CompletedProcess:
+        code, out, err = cli(*args)
+        if check:
+            assert code == 0, out + err
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
 
 
 def final(run_dir: Path, key: str) -> float:
@@ -46,7 +40,7 @@ def final(run_dir: Path, key: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, ista):
     root = tmp_path_factory.mktemp("summary")
     search = root / "search"
     for seed in (1, 3):  # seed 1 fails; seed 3 stops at once too, and is then lost
@@ -84,7 +78,7 @@ def runs(tmp_path_factory):
     return search, best, other, darts
 
 
-def test_every_seed_state_is_a_row_and_nothing_crashes(runs):
+def test_every_seed_state_is_a_row_and_nothing_crashes(runs, ista):
     search, *_ = runs
     table = ista("summarize", search, search.parent / "no-such-run").stdout
     assert "2/4 seeds done" in table
@@ -101,7 +95,7 @@ def test_every_seed_state_is_a_row_and_nothing_crashes(runs):
     assert "best-of-k (the paper's)" in table and "mean over independent searches" in table
 
 
-def test_json_numbers_are_those_of_the_run_directories(runs):
+def test_json_numbers_are_those_of_the_run_directories(runs, ista):
     search, *_ = runs
     (group,) = json.loads(ista("summarize", search, "--json").stdout)
     a = group["aggregate"]
@@ -126,7 +120,7 @@ def test_json_numbers_are_those_of_the_run_directories(runs):
             assert run["cost_h"] == pytest.approx(sum(epoch_s) / 3600) and run["device"] == "cpu"
 
 
-def test_csv_has_one_row_per_seed(runs):
+def test_csv_has_one_row_per_seed(runs, ista):
     search, *_ = runs
     rows = list(csv.DictReader(io.StringIO(ista("summarize", search, "--csv").stdout)))
     assert [(r["seed"], r["state"]) for r in rows] == [
@@ -139,7 +133,7 @@ def test_csv_has_one_row_per_seed(runs):
     assert float(rows[0]["valid_acc"]) == final(search / "seed-0", "valid_acc")
 
 
-def test_best_of_k_is_logged_and_both_protocols_are_computed(runs):
+def test_best_of_k_is_logged_and_both_protocols_are_computed(runs, ista):
     search, best, other, _ = runs
     accs = {s: final(search / f"seed-{s}", "valid_acc") for s in (0, 2)}
     chosen = max(accs, key=lambda s: (accs[s], -s))
@@ -167,7 +161,7 @@ def test_best_of_k_is_logged_and_both_protocols_are_computed(runs):
     assert "genotype chosen as best of k=2" in ista("summarize", best).stdout
 
 
-def test_consistency_study_pairs_each_search_with_its_evaluation(runs):
+def test_consistency_study_pairs_each_search_with_its_evaluation(runs, ista):
     search, best, other, darts = runs
     studies = json.loads(
         ista(
@@ -195,7 +189,7 @@ def test_consistency_study_pairs_each_search_with_its_evaluation(runs):
     assert f"not evaluated (no finished training of their genotype): seeds [{({0, 2} - {2}).pop()}]" in text
 
 
-def test_plots_are_written_for_curves_supports_and_each_seed(runs, tmp_path):
+def test_plots_are_written_for_curves_supports_and_each_seed(runs, ista, tmp_path):
     search, *_ = runs
     ista("summarize", search, "--plots", tmp_path)
     names = sorted(p.name for p in tmp_path.glob("*.png"))
@@ -210,7 +204,7 @@ def test_plots_are_written_for_curves_supports_and_each_seed(runs, tmp_path):
     )
 
 
-def test_best_of_k_refuses_what_it_cannot_choose_from(runs, tmp_path):
+def test_best_of_k_refuses_what_it_cannot_choose_from(runs, ista, tmp_path):
     _, best, *_ = runs
     done = ista(
         "train", "--preset", "cifar10-eval", "--genotype", f"best:{best}", "--out", tmp_path, check=False
