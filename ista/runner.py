@@ -15,6 +15,7 @@ from ista.config.schema import RunConfig
 from ista.data.loaders import split_indices
 from ista.data.splits import Split, open_split
 from ista.distributed import runtime, sync_bn
+from ista.lock import RunLock
 from ista.report import records
 from ista.report.cell_plot import save_genotype_figure
 from ista.report.console import RunProgress
@@ -22,8 +23,9 @@ from ista.space.genotypes import Genotype, load_genotype
 from ista.space.networks import build_eval_network, build_search_network
 from ista.sparse.code import SparseCode
 from ista.sparse.measurement import initial_codes
-from ista.train.checkpoint import load_checkpoint, save_checkpoint
+from ista.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ista.train.engine import Loaders, run_epochs
+from ista.train.preemption import Interrupted, Stops
 from ista.train.step import Method, StepEngine
 
 CHECKPOINT = "checkpoint.pt"
@@ -121,12 +123,18 @@ def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngi
 
 
 def run(
-    config: RunConfig, run_dir: str | Path, resume: bool = False, show_progress: bool = True
+    config: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    show_progress: bool = True,
+    files: dict[str, Any] | None = None,
 ) -> RunResult:
     """Any method into a run directory: build, resume from its checkpoint if there is one, train, record.
 
     Started by torchrun, submitit or srun with several processes, every rank runs this; rank 0 alone
-    writes the run directory (a shared file system), and every rank reads the checkpoint to resume.
+    writes the run directory (a shared file system), holding its lock (`ista.lock`) for the whole run,
+    and every rank reads the checkpoint to resume. `files` are JSON records to write once the directory is
+    this run's. On USR2/SIGTERM the run checkpoints the step it finished and raises `Interrupted`.
     """
     run_dir = Path(run_dir)
     if config.method == "train":
@@ -135,10 +143,79 @@ def run(
         load_genotype(config.genotype)  # a bad genotype is an error before anything is written
     placement = runtime.detect()
     device = runtime.start(placement, resolve_device(config.device).type, config.timeout_s)
+    lock = RunLock(run_dir) if runtime.world()[0] == 0 else None
+    try:
+        with Stops(config.checkpoint_every_s) as stops:
+            return _run(config, run_dir, resume, show_progress, files or {}, device, placement, lock, stops)
+    except RuntimeError as err:
+        failure = runtime.peer_failure(err, config.timeout_s)
+        if failure is None:
+            raise
+        raise failure from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _on_rank0(work):
+    """`work()` on rank 0 and its value on every rank; its error stops the other ranks too."""
+    value, error = None, None
+    if runtime.world()[0] == 0:
+        try:
+            value = work()
+        except Exception as err:
+            error = err
+    message = None if error is None else f"{type(error).__name__}: {error}"
+    value, message = runtime.broadcast_object((value, message))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ConfigError(f"rank 0 stopped the run: {message}")
+    return value
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def resume_point(state: dict[str, Any], path: Path, rank: int, world: int):
+    """(epoch to start, this rank's position inside it or None, this rank's RNG state) of a checkpoint.
+
+    A step checkpoint holds every rank's position (its data shard, augmentation generators and running
+    sums), so only as many ranks as wrote it can finish that epoch; at an epoch boundary any number can go
+    on (each rank then takes rank 0's RNG state if the count changed)."""
+    rngs = state["rng"] if "rng" in state else [{"cpu": r} for r in state["torch_rng"]]  # format 2
+    at = state.get("position")
+    if at is None:
+        return state["epoch"] + 1, None, rngs[rank] if len(rngs) == world else rngs[0]
+    if at["world_size"] != world:
+        raise CheckpointError(
+            f"{path} was written in the middle of epoch {at['epoch']} (after step {at['step']}) by "
+            f"{at['world_size']} ranks, and this run has {world}: each rank's data shard and random state "
+            f"are in it, so resume with {at['world_size']} ranks (e.g. the same --nodes and "
+            "--tasks-per-node); other counts can take over at an epoch boundary"
+        )
+    return at["epoch"], at["ranks"][rank], rngs[rank]
+
+
+def _run(config, run_dir, resume, show_progress, files, device, placement, lock, stops) -> RunResult:
     rank, world = runtime.world()
     main = rank == 0
-    has_checkpoint = prepare_run_dir(config, run_dir, resume) if main else False
-    has_checkpoint = bool(runtime.broadcast_object(has_checkpoint))
+
+    def claim() -> bool:  # before anything is written: a held directory is an error naming its holder
+        lock.acquire()
+        return prepare_run_dir(config, run_dir, resume)
+
+    has_checkpoint = bool(_on_rank0(claim))
     torch.use_deterministic_algorithms(config.deterministic)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark and not config.deterministic
     single_level = config.method in ("train", "onestage")
@@ -149,13 +226,15 @@ def run(
     task = build_task(config, data, device)
     torch.manual_seed(config.seed * 1000 + rank)  # drop-path masks differ per rank, as the data do
     history: list[dict[str, Any]] = []
-    start_epoch = 0
+    start_epoch, position, resumed = 0, None, None
+    path = run_dir / CHECKPOINT
     if has_checkpoint:
-        state = load_checkpoint(run_dir / CHECKPOINT)
+        state = load_checkpoint(path)
+        start_epoch, position, rng = resume_point(state, path, rank, world)
         task.load_state_dict(state["task"])
-        rngs = state["torch_rng"]
-        torch.set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
-        history, start_epoch = state["history"], state["epoch"] + 1
+        _set_rng_state(rng)
+        history = state["history"]
+        resumed = {"epoch": start_epoch, "step": position["step"] if position else 0}
     run_facts = {
         "device": str(device),
         "world_size": world,
@@ -167,27 +246,41 @@ def run(
         "loader_workers": data.workers,
         "amp": str(task.dtype),
         "channels_last": task.channels_last,
-        "resumed_from_epoch": start_epoch if has_checkpoint else None,
+        "resumed_from_epoch": resumed and resumed["epoch"],
+        "resumed_from_step": resumed and resumed["step"],
     }
     if main:
         records.write_json(run_dir / "env.json", records.environment(run_facts))
         records.write_metrics(run_dir / "metrics.jsonl", history)
+        for name, value in files.items():
+            records.write_json(run_dir / name, value)
         if config.method == "train":
             records.write_json(run_dir / "genotype.json", load_genotype(config.genotype).to_dict())
         code = getattr(task.method, "code", None)
         if code is not None:  # what the seed drew: A and the initial b
             records.write_json(run_dir / "draws.json", code.drawn())
 
-    def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
-        history.append(metrics)
-        rngs = runtime.gather_objects(torch.get_rng_state())  # every rank's, for an exact resume
+    def save(epoch: int, position: dict[str, Any] | None = None) -> None:
+        """Every rank's RNG (and position) gathered; rank 0 writes the checkpoint."""
+        mine = {"rng": _rng_state(), "position": position}
+        ranks = runtime.gather_objects(mine)
         if not main:
             return
-        state = {"epoch": epoch, "task": task.state_dict(), "history": history, "torch_rng": rngs}
-        save_checkpoint(state, run_dir / CHECKPOINT)  # first the checkpoint, then what it vouches for
-        records.write_metrics(run_dir / "metrics.jsonl", history)
-        if "genotype" in metrics:
-            records.write_json(run_dir / "genotype.json", metrics["genotype"])
+        rngs = [r["rng"] for r in ranks]
+        state = {"epoch": epoch, "task": task.state_dict(), "history": history, "rng": rngs}
+        if position is not None:  # a step checkpoint: `epoch` is the last finished one
+            state["position"] = {"epoch": position["epoch"], "step": position["step"], "world_size": world,
+                                 "ranks": [r["position"] for r in ranks]}  # fmt: skip
+        lock.check()  # a run that lost its directory to another never overwrites that run's files
+        save_checkpoint(state, path)
+
+    def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
+        history.append(metrics)
+        save(epoch)  # first the checkpoint, then what it vouches for
+        if main:
+            records.write_metrics(run_dir / "metrics.jsonl", history)
+            if "genotype" in metrics:
+                records.write_json(run_dir / "genotype.json", metrics["genotype"])
 
     loaders = build_loaders(config, data, test)
     epochs = config.epochs + (config.onestage.max_search_epochs + 1 if config.method == "onestage" else 0)
@@ -195,17 +288,25 @@ def run(
         config.method, f"{config.method} search"
     )
     if not task.done:
-        with RunProgress(epochs, title, enabled=show_progress and main) as progress:
-            run_epochs(
-                task,
-                loaders,
-                seed=config.seed,
-                start_epoch=start_epoch,
-                epochs=epochs,
-                eval_every=config.eval_every,
-                on_epoch_end=on_epoch_end,
-                progress=progress,
-            )
+        try:
+            with RunProgress(epochs, title, enabled=show_progress and main) as progress:
+                run_epochs(
+                    task,
+                    loaders,
+                    seed=config.seed,
+                    start_epoch=start_epoch,
+                    epochs=epochs,
+                    eval_every=config.eval_every,
+                    on_epoch_end=on_epoch_end,
+                    progress=progress,
+                    stops=stops,
+                    on_step_checkpoint=lambda epoch, where: save(epoch - 1, where),
+                    position=position,
+                )
+        except Interrupted as stop:
+            runtime.barrier()  # every rank knows the checkpoint is written
+            stop.checkpoint = path
+            raise
     runtime.barrier()
     genotype = Genotype.from_dict(json.loads((run_dir / "genotype.json").read_text()))
     if main:

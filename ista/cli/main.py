@@ -8,9 +8,12 @@ from collections.abc import Sequence
 
 from ista import __version__
 from ista.cli import data, demo, kendall, launch, params, search, show, summarize, train
+from ista.distributed.runtime import PeerFailure
+from ista.distributed.runtime import stop as stop_process_group
 from ista.sparse.lasso import SolverError
 from ista.train.checkpoint import CheckpointError
 from ista.train.engine import NonFiniteLossError
+from ista.train.preemption import Interrupted
 
 COMMANDS = {
     "demo": demo,
@@ -40,10 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
-    except (ValueError, OSError, SolverError, CheckpointError, NonFiniteLossError) as err:
-        # bad input, a damaged checkpoint, an unlicensed solver, a diverged run: say why, without a traceback
+    except Interrupted as stop:  # USR2/SIGTERM: the step it finished is checkpointed
+        print(f"ista {args.command}: {stop}; checkpoint {stop.checkpoint}. Run the same command again to "
+              "resume from that step", file=sys.stderr)  # fmt: skip
+        return stop.exit_code
+    except (ValueError, OSError, SolverError, CheckpointError, NonFiniteLossError, PeerFailure) as err:
+        # bad input, a damaged checkpoint, an unlicensed solver, a diverged run, a lost rank: say why, without
+        # a traceback
         print(f"ista {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        stop_process_group()  # a clean exit also after a peer failed
 
 
 if __name__ == "__main__":

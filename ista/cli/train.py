@@ -45,12 +45,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out RUN_DIR is required")
-    if selection:
-        from ista.report.records import write_json
-
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_json(args.out / "selection.json", selection.to_dict())  # how the genotype was chosen
     from ista import runner
 
-    print_result(runner.run(config, args.out, resume=args.resume, show_progress=not args.quiet))
+    files = {"selection.json": selection.to_dict()} if selection else {}  # how the genotype was chosen
+    print_result(runner.run(config, args.out, resume=args.resume, show_progress=not args.quiet, files=files))
     return 0

@@ -151,6 +151,9 @@ class RunConfig:
     sync_bn: bool = setting(True)
     # collectives across ranks: a dead or unreachable rank fails the job after this
     timeout_s: float = setting(1800.0, bounds=">0")
+    # also checkpoint at the step boundary after every this many seconds (0 = off): what a node that dies
+    # without a signal loses at most; USR2/SIGTERM always checkpoint the step they interrupt
+    checkpoint_every_s: float = setting(1200.0, bounds=">=0")
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -86,9 +86,22 @@ class FfcvLoader(BatchLoader):
             return [CenterCropRGBImageDecoder((self.size, self.size), ratio=224 / 256)]
         return [SimpleRGBImageDecoder()]
 
-    def _batches(self, seed, epoch, order_g, augment_g):
+    def plan(self, order_g):
+        return None  # FFCV orders the pass itself, from (seed, epoch)
+
+    def order(self, seed: int, epoch: int) -> np.ndarray:
+        """The indices this rank reads in an epoch, in FFCV's order."""
         loader = self._loader(seed)
         loader.next_epoch = epoch
+        return np.asarray(loader.next_traversal_order())[: len(loader) * self.batch_size]
+
+    def _batches(self, seed, epoch, order, augment_g, start):
+        loader = self._loader(seed)
+        loader.next_epoch = epoch
+        if start:  # a resumed pass: exactly the indices the interrupted pass had still to read, in order
+            rest = self.order(seed, epoch)[start * self.batch_size :]
+            loader = Loader(**{**loader._args, "indices": rest, "order": OrderOption.SEQUENTIAL,
+                               "distributed": False})  # fmt: skip
         batches = iter(loader)
         try:
             for x, y in batches:  # FFCV reuses its buffers: `Finish` copies x out, and y is copied here

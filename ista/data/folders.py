@@ -82,16 +82,20 @@ class _FolderDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.folder.samples)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item: tuple[int, int]):
+        """Image i with its random crop and flip drawn from its own seed, whichever worker reads it."""
+        i, seed = item
         path, label = self.folder.samples[i]
+        torch.manual_seed(seed)  # this worker's global generator, which torchvision's transforms draw from
         return self.transform(read_rgb(path)), label
 
 
 class FolderLoader(BatchLoader):
     """An image folder through torchvision transforms in DataLoader worker processes (`--loader torch`).
 
-    The order comes from the loader's generators; the workers' seeds too, so the random crops of an
-    epoch are the same on a rerun.
+    The order comes from the loader's generators, and every image of a pass its own crop seed (from the
+    seed, epoch, stream, rank and its place in the pass), so the random crops of an epoch are the same on a
+    rerun, with any number of workers, and when a pass resumes in the middle.
     """
 
     def __init__(self, folder: ImageFolder, indices, batch_size: int, finish, *, train: bool, workers: int,
@@ -100,14 +104,15 @@ class FolderLoader(BatchLoader):
         self.dataset = _FolderDataset(folder, folder_transform(train))
         self.workers = workers
 
-    def _batches(self, seed, epoch, order_g, augment_g):
-        worker_seed = int(torch.randint(2**62, (1,), generator=augment_g))
+    def _batches(self, seed, epoch, order, augment_g, start):
+        base = hash((seed, epoch, self.stream, self.rank)) % 2**62  # int hashes are stable
+        items = [(i, base + place) for place, i in enumerate(order.tolist())]
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_size=self.batch_size,
-            sampler=self._order(order_g).tolist(),
+            sampler=items[start * self.batch_size :],
             num_workers=max(1, self.workers),  # in-process transforms would draw from the global RNG
-            generator=torch.Generator().manual_seed(worker_seed),
+            generator=torch.Generator().manual_seed(base),  # else its worker seeds come from the global RNG
             pin_memory=self.device.type == "cuda",
         )
         for x, y in loader:

@@ -1,8 +1,10 @@
-"""Loaders: one interface (`epoch(seed, epoch)`, `forever`, `len`) over in-memory tensors, image folders
-and FFCV files.
+"""Loaders: one interface (`epoch(seed, epoch)`, `cycle`, `len`) over in-memory tensors, image folders and
+FFCV files.
 
 Everything random is drawn from generators seeded by (seed, epoch, stream), never from global state, so an
-epoch's batches are the same whether the run went straight through or was resumed from a checkpoint. With
+epoch's batches are the same whether the run went straight through or was resumed from a checkpoint. A
+pass can say where it is (`Pass.state`: batches taken, the augmentation generator's state), and a pass
+started from that state yields exactly the batches the interrupted one would have: a mid-epoch resume. With
 several processes every rank draws the same order and reads its own shard of it (padded like PyTorch's
 DistributedSampler, so all ranks take the same number of steps); augmentation draws differ per rank.
 """
@@ -10,6 +12,7 @@ DistributedSampler, so all ranks take the same number of steps); augmentation dr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -17,6 +20,7 @@ from ista.data.augment import Finish, random_crop_flip
 from ista.data.sources import ImageSet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+State = torch.Tensor  # a generator's state
 
 
 def split_indices(n: int, train_portion: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,19 +72,18 @@ class BatchLoader:
     def __len__(self) -> int:
         return -(-len(rank_shard(self.indices, self.rank, self.world, self.shuffle)) // self.batch_size)
 
-    def epoch(self, seed: int, epoch: int) -> Iterator[Batch]:
-        order_g = epoch_generator(seed, epoch, self.stream)
-        # rank 0 continues the order's stream, so a 1-process run is unchanged by the sharding
-        augment_g = order_g if self.rank == 0 else rank_generator(seed, epoch, self.stream, self.rank)
-        for x, y in self._batches(seed, epoch, order_g, augment_g):
-            yield self.finish(x, augment_g), y
+    def epoch(self, seed: int, epoch: int, batches: int = 0, generator: State | None = None) -> Pass:
+        """The epoch's batches, from batch `batches` on with the augmentation generator in state
+        `generator` (a `Pass.state` of an interrupted pass), or from the start."""
+        return Pass(self, seed, epoch, batches, generator)
 
-    def forever(self, seed: int, epoch: int) -> Iterator[Batch]:
-        """Cycles through the set, a new order each pass (the b-half in Algorithm 1)."""
-        rounds = 0
-        while True:
-            yield from self.epoch(seed, epoch * 1000 + rounds)
-            rounds += 1
+    def cycle(self, seed: int, epoch: int, state: dict[str, Any] | None = None) -> Cycle:
+        """Cycles through the set, a new order each round (the b-half in Algorithm 1)."""
+        return Cycle(self, seed, epoch, state)
+
+    def plan(self, order_g: torch.Generator) -> torch.Tensor | None:
+        """This rank's order of a pass, drawn from `order_g`; None where the reader orders itself (FFCV)."""
+        return self._order(order_g)
 
     def _order(self, order_g: torch.Generator) -> torch.Tensor:
         order = self.indices
@@ -89,10 +92,61 @@ class BatchLoader:
         return rank_shard(order, self.rank, self.world, pad=self.shuffle)
 
     def _batches(
-        self, seed: int, epoch: int, order_g: torch.Generator, augment_g: torch.Generator
+        self, seed: int, epoch: int, order: torch.Tensor | None, augment_g: torch.Generator, start: int
     ) -> Iterator[Batch]:
-        """uint8 N×C×H×W images and int64 labels, both on the device."""
+        """uint8 N×C×H×W images and int64 labels, both on the device, from batch `start` of the pass."""
         raise NotImplementedError
+
+
+class Pass:
+    """One pass over a loader's order, that can say where it is."""
+
+    def __init__(self, loader: BatchLoader, seed: int, epoch: int, start: int, generator: State | None):
+        order_g = epoch_generator(seed, epoch, loader.stream)
+        rank, stream = loader.rank, loader.stream
+        # rank 0 continues the order's stream, so a 1-process run is unchanged by the sharding
+        self.augment_g = order_g if rank == 0 else rank_generator(seed, epoch, stream, rank)
+        order = loader.plan(order_g)  # drawn first: a resumed pass then takes the generator where it was
+        if generator is not None:
+            self.augment_g.set_state(generator)
+        self.finish, self.taken = loader.finish, start
+        self._batches = loader._batches(seed, epoch, order, self.augment_g, start)
+
+    def __iter__(self) -> Pass:
+        return self
+
+    def __next__(self) -> Batch:
+        x, y = next(self._batches)
+        self.taken += 1
+        return self.finish(x, self.augment_g), y
+
+    def state(self) -> dict[str, Any]:
+        """Where the pass is: batches taken so far and the augmentation generator's state after them."""
+        return {"batches": self.taken, "generator": self.augment_g.get_state()}
+
+
+class Cycle:
+    """Passes over a loader one after another, pass r of epoch e ordered as epoch e·1000 + r."""
+
+    def __init__(self, loader: BatchLoader, seed: int, epoch: int, state: dict[str, Any] | None = None):
+        self.loader, self.seed, self.epoch = loader, seed, epoch
+        self.round = state["round"] if state else 0
+        where = {"batches": state["batches"], "generator": state["generator"]} if state else {}
+        self.current = loader.epoch(seed, epoch * 1000 + self.round, **where)
+
+    def __iter__(self) -> Cycle:
+        return self
+
+    def __next__(self) -> Batch:
+        try:
+            return next(self.current)
+        except StopIteration:
+            self.round += 1
+            self.current = self.loader.epoch(self.seed, self.epoch * 1000 + self.round)
+            return next(self.current)
+
+    def state(self) -> dict[str, Any]:
+        return {"round": self.round, **self.current.state()}
 
 
 class ImageLoader(BatchLoader):
@@ -102,10 +156,9 @@ class ImageLoader(BatchLoader):
         super().__init__(indices, batch_size, finish, **kwargs)
         self.data, self.crop = data, crop
 
-    def _batches(self, seed, epoch, order_g, augment_g):
-        order = self._order(order_g)
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
+    def _batches(self, seed, epoch, order, augment_g, start):
+        for first in range(start * self.batch_size, len(order), self.batch_size):
+            chosen = order[first : first + self.batch_size]
             x = self.data.images[chosen].to(self.device, non_blocking=True)
             if self.crop:
                 x = random_crop_flip(x, augment_g)

@@ -71,6 +71,7 @@ def start(placement: Placement, device: str, timeout_s: float) -> torch.device:
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         torch.cuda.set_device(placement.local_rank % torch.cuda.device_count())
+    global _control
     if placement.world_size > 1 and not dist.is_initialized():
         dist.init_process_group(
             "nccl" if use_cuda else "gloo",
@@ -79,10 +80,17 @@ def start(placement: Placement, device: str, timeout_s: float) -> torch.device:
             world_size=placement.world_size,
             timeout=timedelta(seconds=timeout_s),
         )
+        # the per-step stop decision is a host value: on GPUs it goes over gloo, never syncing the device
+        _control = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s)) if use_cuda else None
     return torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
 
 
+_control = None  # the process group of `any_rank` (None: the default one)
+
+
 def stop() -> None:
+    global _control
+    _control = None
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -108,6 +116,15 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return total.to(t.device)
 
 
+def any_rank(flags: list[int]) -> list[int]:
+    """The largest value of each flag over the ranks (a signal that reached any rank reaches all)."""
+    if world()[1] == 1:
+        return flags
+    t = torch.tensor(flags, dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control)
+    return t.tolist()
+
+
 def average_gradients(parameters) -> None:
     """Averages the gradients of parameters outside DDP (the codes b) over the ranks, in one all-reduce."""
     if world()[1] == 1:
@@ -118,6 +135,31 @@ def average_gradients(parameters) -> None:
         dist.all_reduce(flat)
         for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
             g.copy_(part.view_as(g))
+
+
+class PeerFailure(RuntimeError):
+    """Another rank died or hangs: one line instead of the backend's traceback."""
+
+
+def peer_failure(err: BaseException, timeout_s: float) -> PeerFailure | None:
+    """What a backend error in a collective means for this rank, or None if `err` is not one. (gloo says
+    "Connection reset/closed by peer" when a rank died and "Timed out" when one hangs; NCCL hangs end in
+    its watchdog, which aborts the process itself.)"""
+    text, rank = str(err), world()[0]
+    if not (isinstance(err, dist.DistError) or any(w in text for w in ("gloo", "NCCL", "ProcessGroup"))):
+        return None
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return PeerFailure(
+            f"rank {rank}: no answer from the other ranks within timeout_s={timeout_s:g} s: a rank hangs or "
+            "stopped without closing its connections (its log says why); if a step, an evaluation or a "
+            "checkpoint legitimately takes longer, raise timeout_s"
+        )
+    peer = re.search(r"\[([^\]]+)\]:\d+", text)
+    return PeerFailure(
+        f"rank {rank}: a peer rank{f' on {peer.group(1)}' if peer else ''} vanished (its connection "
+        "closed: it died or was killed, and its log says why); the run's checkpoint is intact, so run the "
+        "same command again to resume"
+    )
 
 
 def broadcast_object(value):

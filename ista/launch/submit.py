@@ -1,9 +1,10 @@
 """One Slurm array job per experiment, one array task per seed, each task a (multi-node) distributed run.
 
 The submitted callable is `SeedRun`, a submitit `Checkpointable`: on preemption or at the time limit
-Slurm sends USR2 (120 s before the kill), submitit requeues the task, and the requeued task resumes the
-run from its last checkpoint. Checkpoints are written at the end of every epoch, so a requeued run loses
-the progress of the epoch it was in and repeats that epoch exactly (its batches come from (seed, epoch)).
+Slurm sends USR2 (120 s before the kill); every rank finishes its step, rank 0 checkpoints that step, then
+submitit's own handler requeues the task, and the requeued task resumes the run from that very step. A
+SIGTERM (scancel, or a preemption that Slurm requeues itself) checkpoints the step the same way and ends
+the task.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from ista.config.io import apply_overrides, config_from_dict, config_to_dict
 from ista.config.presets import preset
 from ista.launch.experiment import seed_dir, write_record
 from ista.report.records import RESULT
+from ista.train.preemption import Interrupted
 
 SIGNAL_DELAY_S = 120  # USR2 this long before the kill: time to finish the step and requeue
 
@@ -60,10 +63,17 @@ class SeedRun(submitit.helpers.Checkpointable):
             submitit.helpers.TorchDistributedEnvironment().export(
                 set_cuda_visible_devices=False, overwrite=True
             )
+        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint this callable and requeue
         try:
             runner.run(config_from_dict(self.config), self.run_dir, show_progress=False)
             runtime.barrier()  # rank 0 has written result.json
             return json.loads((Path(self.run_dir) / RESULT).read_text())
+        except Interrupted as stop:
+            if stop.signum != signal.SIGUSR2 or not callable(requeue):
+                raise
+            requeue(stop.signum, None)  # rank 0: requeues the job and exits; the other ranks return here
+            time.sleep(SIGNAL_DELAY_S)  # and wait for the requeue to end them
+            raise
         finally:
             runtime.stop()
 

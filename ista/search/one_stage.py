@@ -27,7 +27,7 @@ from ista.space.counting import count_params_m
 from ista.space.encoding import NODE_OFFSETS, NODE_SIZES
 from ista.space.genotypes import Genotype
 from ista.space.networks import build_eval_network
-from ista.sparse.code import NODES, SparseCode, Z, node_name
+from ista.sparse.code import NODES, SparseCode, Z, as_arrays, as_tensors, node_name
 from ista.train.schedules import drop_path_at, learning_rate
 from ista.train.step import Method, Weights
 
@@ -162,7 +162,7 @@ class OneStage(Method):
         return {
             **super().state_dict(),
             "code": self.code.state_dict(),
-            "previous": self.previous,
+            "previous": as_tensors(self.previous),
             "frozen": [self.frozen[node] for node in NODES],
             "terminated_at": self.terminated_at,
             "train_start": self.train_start,
@@ -173,6 +173,6 @@ class OneStage(Method):
         super().load_state_dict(state)
         self.frozen = dict(zip(NODES, state["frozen"], strict=True))
         self.terminated_at, self.train_start = state["terminated_at"], state["train_start"]
-        self.steps, self.previous = state["steps"], state["previous"]
+        self.steps, self.previous = state["steps"], as_arrays(state["previous"])
         self._apply_freezing()
         self.code.load_state_dict(state["code"])

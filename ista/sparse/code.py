@@ -105,16 +105,26 @@ class SparseCode:
     def state_dict(self) -> dict[str, Any]:
         # A and the initial b are drawn once and saved, so a requeued job resumes the very same search.
         return {
-            "A": self.A,
+            "A": as_tensors(self.A),
             "initial": self.initial,
             "codes": {cell: [b.detach().cpu() for b in self.codes[cell]] for cell in CELL_TYPES},
-            "z": self.z,
+            "z": as_tensors(self.z),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_same_measurements(self.A, state["A"])
+        check_same_measurements(self.A, as_arrays(state["A"]))
         with torch.no_grad():
             for cell, j in NODES:
                 self.codes[cell][j].copy_(state["codes"][cell][j])
         self.initial = state["initial"]
-        self.adopt(state["z"])
+        self.adopt(as_arrays(state["z"]))
+
+
+def as_tensors(arrays: Z) -> dict[str, list[torch.Tensor]]:
+    """Per cell type, numpy arrays as tensors: what a checkpoint may hold (read with weights_only)."""
+    return {cell: [torch.from_numpy(np.asarray(a)) for a in arrays[cell]] for cell in arrays}
+
+
+def as_arrays(tensors: dict[str, list]) -> Z:
+    """The inverse of `as_tensors` (format-2 checkpoints hold the arrays themselves)."""
+    return {cell: [np.asarray(t) for t in tensors[cell]] for cell in tensors}

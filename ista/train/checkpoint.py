@@ -1,31 +1,53 @@
-"""Checkpoints written atomically and read back with a clear error when damaged."""
+"""Checkpoints written atomically and read back safely, with a clear error when damaged or foreign.
+
+Reading never executes code from the file: `torch.load(weights_only=True)` accepts tensors and plain
+values only. Checkpoints of format 2 (ista 0.2) also held numeric numpy arrays; rebuilding one only copies
+bytes into an array, so those few constructors are allowed too, and nothing else.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from numpy._core.multiarray import _reconstruct, scalar
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read; the run directory is left as it was."""
+    """A checkpoint that cannot be read or written; the run directory is left as it was."""
+
+
+NUMPY_ARRAYS = [np.ndarray, np.dtype, _reconstruct, scalar,
+                *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]  # fmt: skip
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Writes to a temporary file in the same folder, syncs it, then renames it over `path`.
 
-    A job killed mid-write leaves the previous checkpoint intact (rename is atomic on POSIX).
+    A job killed mid-write, or a full disk, leaves the previous checkpoint intact (rename is atomic on
+    POSIX); a failed write is an error naming the path.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # in memory first: torch's writer turns a failed write into a bare RuntimeError
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {err.strerror or err}; the previous checkpoint is intact. "
+            "Free space (or raise the quota) and run the same command again to resume"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -33,10 +55,22 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        # Our checkpoints hold numpy arrays and plain Python values as well as tensors.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_ARRAYS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # not a refused object: bytes that are no pickle at all
+            raise CheckpointError(
+                f"cannot read checkpoint {path} ({err}); it is damaged or not an ista "
+                "checkpoint. Move it away to restart the run from scratch."
+            ) from None
+        needs = re.search(r"GLOBAL (\S+)", str(err))
+        raise CheckpointError(
+            f"refused to read checkpoint {path}: it holds more than tensors and plain values (it needs "
+            f"{needs.group(1) if needs else 'an object'} to be unpickled), and reading it could run code. "
+            "Nothing in it was run. ista never writes such files: move it away to restart the run anew"
+        ) from None
     except Exception as err:  # a truncated or foreign file fails in many different ways
         raise CheckpointError(
             f"cannot read checkpoint {path} ({type(err).__name__}: {err}); it is damaged or not an ista "

@@ -3,7 +3,9 @@
 A task owns its model and optimizers and does one training step on a batch (and, for bilevel search, a
 batch of the held-out half); the engine feeds it batches, keeps running sums on the device (read back a
 few times per epoch, not at every step), evaluates, and hands each epoch's metrics to a callback that
-writes records and checkpoints.
+writes records and checkpoints. At a step boundary where `Stops` says so, it hands the callback for step
+checkpoints this rank's position in the epoch (steps done, the loaders' states, the running sums); the
+loop started from that position goes on exactly as the interrupted one would have.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from ista.data.loaders import Batch, BatchLoader
 from ista.distributed.runtime import all_reduce_sum
+from ista.train.preemption import Interrupted, Stops
 
 Stats = dict[str, tuple[torch.Tensor, int]]  # name → (sum over the batch, number of items)
 
@@ -58,8 +61,18 @@ class Meter:
     def add(self, stats: Stats) -> None:
         for name, (value, count) in stats.items():
             value = value.detach().double()
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
+            self.sums[name] = self.sums[name].to(value.device) + value if name in self.sums else value
             self.counts[name] = self.counts.get(name, 0) + count
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": {n: v.cpu() for n, v in self.sums.items()}, "counts": dict(self.counts)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> Meter:
+        meter = cls()
+        if state:
+            meter.sums, meter.counts = dict(state["sums"]), dict(state["counts"])
+        return meter
 
     def means(self) -> dict[str, float]:
         """Over all ranks (one all-reduce) when there are several."""
@@ -90,22 +103,36 @@ def run_epochs(
     on_epoch_end: Callable[[int, dict[str, Any]], None],
     progress: Progress,
     refresh_steps: int = 10,
+    stops: Stops | None = None,
+    on_step_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
+    position: dict[str, Any] | None = None,
 ) -> None:
+    """Epochs `start_epoch`…; `position` (this rank's, from a step checkpoint) resumes inside the first.
+    Raises `Interrupted` after the checkpoint of the step where a signal was noticed."""
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         task.start_epoch(epoch)
-        held_out = loaders.held_out.forever(seed, epoch) if loaders.held_out is not None else None
-        meter = Meter()
+        at = position if epoch == start_epoch and position else {"step": 0, "train": {}}
+        held = loaders.held_out.cycle(seed, epoch, at.get("held_out")) if loaders.held_out else None
+        train = loaders.train.epoch(seed, epoch, **at["train"])
+        meter = Meter.from_state(at.get("meter"))
         steps = len(loaders.train)
         progress.start_epoch(epoch, steps)
         images = 0
-        for step, batch in enumerate(loaders.train.epoch(seed, epoch), start=1):
-            meter.add(task.train_step(batch, next(held_out) if held_out is not None else None))
+        for step, batch in enumerate(train, start=at["step"] + 1):
+            meter.add(task.train_step(batch, next(held) if held is not None else None))
             images += len(batch[1])
             if step % refresh_steps == 0 or step == steps:
                 means = meter.means()
                 _check_finite(means, epoch, step)
                 progress.step(step, means, images / (time.perf_counter() - started))
+            if stops is not None and (reason := stops.due()):
+                where = {"epoch": epoch, "step": step, "meter": meter.state(), "train": train.state(),
+                         "held_out": held.state() if held is not None else None}  # fmt: skip
+                on_step_checkpoint(epoch, where)
+                stops.checkpointed()
+                if reason == "signal":
+                    raise Interrupted(stops.signum, epoch, step)
         metrics: dict[str, Any] = {"epoch": epoch, **meter.means()}
         if loaders.evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             metrics.update(task.evaluate(loaders.evaluate.epoch(seed, epoch)))
@@ -113,6 +140,10 @@ def run_epochs(
         metrics["epoch_s"] = round(time.perf_counter() - started, 3)
         on_epoch_end(epoch, metrics)
         progress.end_epoch(metrics)
+        if stops is not None:
+            stops.checkpointed()
+            if stops.due() == "signal" and not task.done and epoch + 1 < epochs:
+                raise Interrupted(stops.signum, epoch + 1, 0)
         if task.done:
             break
 

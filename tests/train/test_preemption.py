@@ -1,0 +1,156 @@
+"""Preemption and faults with real processes: step checkpoints on USR2 and on a timer, exact mid-epoch
+resume after SIGKILL, a full disk, safe loading of crafted and old checkpoints."""
+
+import json
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ista.train.checkpoint import CheckpointError, load_checkpoint
+
+ISTA = Path(sys.executable).with_name("ista")
+TIMINGS = ("epoch_s", "recovery_s")
+# two small jobs: a two-stage search on the digits and a training with cutout, drop-path and an auxiliary
+# head (everything random a training draws), 8 and 6 steps an epoch
+SEARCH = ["search", "--preset", "demo", "data.subset=256", "batch_size=16", "network.channels=4",
+          "network.layers=3", "epochs=2"]  # fmt: skip
+TRAIN = ["train", "--genotype", "ISTA_twostage", "--preset", "cifar10-eval", "network.channels=4",
+         "network.layers=3", "batch_size=32", "epochs=2", "data.subset=192"]  # fmt: skip
+
+
+def command(job, out: Path, *more: str) -> list[str]:
+    return [str(ISTA), *job, *more, "--out", str(out), "--quiet"]
+
+
+def start(job, out: Path, *more: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen(command(job, out, *more), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)  # fmt: skip
+
+
+def finish(job, out: Path, *more: str) -> None:
+    done = subprocess.run(command(job, out, *more), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+
+
+def outcome(run_dir: Path):
+    """What an exact resume must reproduce: metrics without timings, genotype and final weights."""
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = [{k: v for k, v in m.items() if k not in TIMINGS} for m in history]
+    genotype = json.loads((run_dir / "genotype.json").read_text())
+    return metrics, genotype, load_checkpoint(run_dir / "checkpoint.pt")["task"]["model"]
+
+
+def assert_same(a: Path, b: Path) -> None:
+    (ma, ga, wa), (mb, gb, wb) = outcome(a), outcome(b)
+    assert ma == mb and ga == gb
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def wait_for(check, process: subprocess.Popen, seconds: float = 600):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if value := check():
+            return value
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def position(run_dir: Path):
+    try:
+        return load_checkpoint(run_dir / "checkpoint.pt").get("position")
+    except (FileNotFoundError, CheckpointError):
+        return None
+
+
+@pytest.mark.parametrize("job", [SEARCH, TRAIN], ids=["two-stage search", "training"])
+def test_sigkill_after_a_periodic_step_checkpoint_resumes_exactly(tmp_path, write_cifar, job):
+    if job is TRAIN:
+        job = [*job, f"data.root={write_cifar(tmp_path / 'data', per_batch=40, digits=True).parent}"]
+    finish(job, tmp_path / "straight", "checkpoint_every_s=0")
+    # a step checkpoint at every step boundary; killed right after the one of a random step of epoch 0
+    every = ["checkpoint_every_s=1e-9"]
+    target = random.Random().randint(1, 5)
+    interrupted = start(job, tmp_path / "killed", *every)
+    wait_for(lambda: (p := position(tmp_path / "killed")) and p["step"] >= target, interrupted)
+    interrupted.send_signal(signal.SIGKILL)  # a node that dies: no signal handler runs
+    interrupted.wait(timeout=60)
+    at = position(tmp_path / "killed")
+    assert at is not None and at["world_size"] == 1, "the run ended before it was killed"
+    finish(job, tmp_path / "killed", *every)  # the same command again, on the lock the dead run left
+    env = json.loads((tmp_path / "killed" / "env.json").read_text())
+    assert (env["resumed_from_epoch"], env["resumed_from_step"]) == (at["epoch"], at["step"])
+    assert_same(tmp_path / "straight", tmp_path / "killed")
+
+
+def test_usr2_checkpoints_the_step_a_full_disk_keeps_it_and_the_same_command_resumes(tmp_path):
+    finish(SEARCH, tmp_path / "straight")
+    run_dir = tmp_path / "run"
+    stopped = start(SEARCH, run_dir)
+    wait_for(lambda: (run_dir / "config.json").exists(), stopped)  # written once the handlers are in place
+    stopped.send_signal(signal.SIGUSR2)  # what Slurm sends before a time limit or preemption
+    _, err = stopped.communicate(timeout=600)
+    assert stopped.returncode == 128 + signal.SIGUSR2, err
+    at = position(run_dir)
+    assert at["epoch"] == 0 and at["step"] >= 1
+    assert f"stopped by SIGUSR2 at epoch 0, step {at['step']}; checkpoint {run_dir}/checkpoint.pt" in err
+    assert "Traceback" not in err
+    # A full disk: no file may grow beyond 64 KiB (the checkpoint is bigger). The run stops naming the path
+    # and the step checkpoint stays as it was, with no temporary file beside it.
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))  # noqa: E731
+    full = subprocess.run(command(SEARCH, run_dir), capture_output=True, text=True, preexec_fn=limit)
+    assert full.returncode == 2, full.stderr
+    assert f"cannot write checkpoint {run_dir}/checkpoint.pt: File too large" in full.stderr
+    assert "previous checkpoint is intact" in full.stderr and "Traceback" not in full.stderr
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in run_dir.glob(".*")) == []
+    finish(SEARCH, run_dir)
+    assert_same(tmp_path / "straight", run_dir)
+
+
+def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, cli):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):  # what unpickling would call: Path.touch(marker)
+            return Path.touch, (marker,)
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"epoch": 0, "task": Payload()}, run_dir / "checkpoint.pt")
+    code, _, err = cli(*SEARCH, "--out", run_dir, "--quiet")
+    assert code == 2 and "refused to read checkpoint" in err and "Nothing in it was run" in err, err
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="tensors and plain values"):
+        load_checkpoint(run_dir / "checkpoint.pt")
+    assert not marker.exists()
+
+
+def test_a_format_2_checkpoint_with_numpy_arrays_still_resumes(tmp_path, cli):
+    """ista 0.2 stored A, z and the one-stage z_prev as numpy arrays; those load (and nothing else)."""
+    args = [*SEARCH[:-1], "epochs=1", "checkpoint_every_s=0"]
+    code, _, err = cli(*args, "--out", tmp_path / "new", "--quiet")
+    assert code == 0, err
+    state = load_checkpoint(tmp_path / "new" / "checkpoint.pt")
+    code_state = state["task"]["method"]["code"]
+    for key in ("A", "z"):
+        code_state[key] = {c: [t.numpy() for t in ts] for c, ts in code_state[key].items()}
+    state["torch_rng"] = [r["cpu"] for r in state.pop("rng")]
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "new", old)
+    torch.save(state, old / "checkpoint.pt")
+    assert isinstance(load_checkpoint(old / "checkpoint.pt")["task"]["method"]["code"]["z"]["normal"][0],
+                      np.ndarray)  # fmt: skip
+    code, _, err = cli(*args, "--out", old, "--quiet")  # a finished run: loaded, its records rewritten
+    assert code == 0, err
+    assert (old / "result.json").read_text() == (tmp_path / "new" / "result.json").read_text()
