@@ -236,3 +236,25 @@ def test_holder_text():
     assert holder_text(info) == "host h, process 7, Slurm job 5_1, started T"
     assert holder_text({**info, "slurm_job": None}) == "host h, process 7, started T"
     assert "unknown" in holder_text({})
+
+
+def test_a_second_search_on_a_held_run_directory_stops_before_writing(tmp_path):
+    """Two real `ista search` runs on one --out: the second, with other settings, is refused and writes
+    nothing; the first finishes as it would have alone."""
+    ista = os.path.join(os.path.dirname(sys.executable), "ista")
+    args = [ista, "search", "--preset", "demo", "data.subset=128", "network.channels=4", "network.layers=3",
+            "epochs=2"]  # fmt: skip
+    out = ["--out", str(tmp_path), "--quiet"]
+    first = subprocess.Popen([*args, *out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "config.json").exists():
+        assert first.poll() is None and time.time() < deadline, first.stderr.read()
+        time.sleep(0.05)
+    config = (tmp_path / "config.json").read_bytes()
+    second = subprocess.run([*args, "optim.lr=0.05", *out], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2
+    holder = f"host {socket.gethostname()}, process {first.pid}, started "
+    assert f"{tmp_path} is in use by another run ({holder}" in second.stderr, second.stderr
+    assert (tmp_path / "config.json").read_bytes() == config
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert (tmp_path / "result.json").exists() and not (tmp_path / LOCK_NAME).exists()

@@ -194,18 +194,26 @@ def read_shards(rank: int, port: int, path: str, out: str) -> None:
             ),
             "torch": ImageLoader(data, torch.arange(100), 16, RAW, rank=rank, world=2),
         }
+        def which(x):  # which image each row is: match it against the originals
+            match = (x.round().flatten(1)[:, None] == data.images.flatten(1)[None].float()).all(-1)
+            return match.float().argmax(1).numpy()
+
         for name, loader in shards.items():
             for epoch in (0, 1):
-                x = all_batches(loader, seed=5, epoch=epoch)[0].round()
+                x = all_batches(loader, seed=5, epoch=epoch)[0]
                 assert len(x) == 50 and -(-len(x) // 16) == len(loader)
-                # which image each row is: match it against the originals
-                match = (x.flatten(1)[:, None] == data.images.flatten(1)[None].float()).all(-1)
-                np.save(f"{out}/{name}-{epoch}-{rank}.npy", match.float().argmax(1).numpy())
+                np.save(f"{out}/{name}-{epoch}-{rank}.npy", which(x))
+            # an epoch resumed after its first 2 batches reads exactly this rank's remaining images
+            interrupted = loader.epoch(5, 1)
+            for _ in range(2):
+                next(interrupted)
+            resumed = loader.epoch(5, 1, **interrupted.state())
+            np.save(f"{out}/{name}-resumed-{rank}.npy", which(torch.cat([x for x, _ in resumed])))
     finally:
         dist.destroy_process_group()
 
 
-def test_two_ranks_read_disjoint_shards_covering_every_image(tmp_path, write_cifar, free_port):
+def test_two_ranks_read_disjoint_shards_covering_every_image_and_resume_mid_epoch(tmp_path, write_cifar, free_port):
     write_cifar_beton(tmp_path, write_cifar)
     mp.spawn(read_shards, args=(free_port, str(tmp_path), str(tmp_path)), nprocs=2, join=True)
     for name in ("ffcv", "torch"):
@@ -215,6 +223,9 @@ def test_two_ranks_read_disjoint_shards_covering_every_image(tmp_path, write_cif
             assert sorted(np.concatenate(ranks).tolist()) == list(range(100)), name
             orders[epoch] = ranks[0].tolist()
         assert orders[0] != orders[1]  # a new order each epoch
+        for r in (0, 1):
+            full = np.load(tmp_path / f"{name}-1-{r}.npy")
+            assert np.load(tmp_path / f"{name}-resumed-{r}.npy").tolist() == full[32:].tolist(), name
 
 
 def test_falls_back_to_torch_with_a_notice_when_ffcv_does_not_import(tmp_path, write_cifar, cli, monkeypatch):

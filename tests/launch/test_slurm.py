@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+
+from ista.train.checkpoint import load_checkpoint
 
 ISTA = Path(sys.executable).with_name("ista")
 RUN = ["--preset", "demo", "data.subset=256", "network.channels=4", "network.layers=3", "epochs=4",
@@ -87,18 +90,39 @@ def test_a_failing_seed_shows_as_failed_and_the_others_finish(array):
     assert "failed" in rows["2"] and "CheckpointError: cannot read checkpoint" in rows["2"]
 
 
-def test_usr2_requeues_and_the_run_ends_as_an_uninterrupted_one(array, tmp_path):
-    experiment, _ = array
-    interrupted = tmp_path / "interrupted"
-    assert launch(*RUN, "--seeds", "0", "--experiment", str(interrupted)).returncode == 0
+# 4 steps an epoch on each of the two ranks, so that a signal lands inside an epoch
+PREEMPTED = {
+    "search": ["--preset", "demo", "data.subset=256", "batch_size=16"],
+    "training": ["--preset", "cifar10-eval", "data.subset=256", "batch_size=32"],
+}
+SMALL = ["network.channels=4", "network.layers=3", "epochs=3", "data.workers=1", "--nodes", "2",
+         "--cpus-per-task", "1", "--time", "15"]  # fmt: skip
+
+
+def job_info(job: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("kind", PREEMPTED)
+def test_usr2_mid_epoch_requeues_and_the_run_ends_as_an_uninterrupted_one(tmp_path, write_cifar, kind):
+    """Preemption as Slurm does it: USR2 to the job's steps inside an epoch; every rank finishes its step,
+    rank 0 checkpoints it, submitit requeues the job, and the requeued job resumes at that step."""
+    args = [*PREEMPTED[kind], *SMALL]  # (the KEY=VALUE overrides in one run)
+    if kind == "training":
+        args.insert(2, f"data.root={write_cifar(tmp_path / 'data', per_batch=60, digits=True).parent}")
+        args += ["--genotype", "ISTA_twostage"]
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    for experiment in (straight, interrupted):  # side by side
+        done = launch(*args, "--seeds", "0", "--experiment", str(experiment))
+        assert done.returncode == 0, done.stderr
     job = json.loads((interrupted / "experiment.json").read_text())["jobs"]["0"]
-    checkpoint = interrupted / "seed-0" / "checkpoint.pt"
+    run_dir = interrupted / "seed-0"
     deadline = time.time() + 600
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.2)
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)  # epoch 0 is done: the ranks are in epoch 1's steps
     subprocess.run(["scancel", "--signal=USR2", job], check=True)  # to the job steps, as preemption does
     while time.time() < deadline:
-        info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+        info = job_info(job)
         if "Restarts=1" in info and "JobState=PENDING" in info:
             break
         time.sleep(0.2)
@@ -106,13 +130,16 @@ def test_usr2_requeues_and_the_run_ends_as_an_uninterrupted_one(array, tmp_path)
     # Slurm holds a requeued job for 2 minutes; as the admin, let it start now. (Only once it is pending:
     # while it is still completing, the requeue's own begin time replaces ours.)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-    while not (interrupted / "seed-0" / "result.json").exists() and time.time() < deadline:
-        time.sleep(0.5)
-    env = json.loads((interrupted / "seed-0" / "env.json").read_text())
-    assert env["resumed_from_epoch"] is not None and env["resumed_from_epoch"] < 4
-    assert history(interrupted / "seed-0") == history(experiment / "seed-0")
-    genotype = json.loads((interrupted / "seed-0" / "genotype.json").read_text())
-    assert genotype == json.loads((experiment / "seed-0" / "genotype.json").read_text())
+    for experiment in (straight, interrupted):
+        while not (experiment / "seed-0" / "result.json").exists():
+            assert time.time() < deadline, job_info(job)
+            time.sleep(0.5)
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["resumed_from_epoch"] == 1 and env["resumed_from_step"] >= 1, env  # inside epoch 1
+    assert history(run_dir) == history(straight / "seed-0")
+    assert (run_dir / "genotype.json").read_text() == (straight / "seed-0" / "genotype.json").read_text()
+    a, b = (load_checkpoint(d / "checkpoint.pt")["task"]["model"] for d in (run_dir, straight / "seed-0"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_dry_run_prints_the_array_script(tmp_path):
