@@ -157,22 +157,35 @@ def test_dry_run_prints_the_array_script(tmp_path):
     assert not (tmp_path / "x").exists()  # nothing submitted, nothing written
 
 
-def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks(tmp_path):
+def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks_and_requeues_on_usr2(tmp_path):
+    """Without submitit: USR2 to the batch shell of task 0 (as `--signal=B:USR2@120` sends it) reaches the
+    ranks, which checkpoint their step; the task requeues itself and resumes from that step."""
     template = Path(__file__).resolve().parents[2] / "slurm" / "ista-array.sbatch"
     resources = ["--array=0-1", "--nodes=2", "--cpus-per-task=1", "--gpus-per-node=0", "--time=10"]
-    one_epoch = [*RUN[:5], "epochs=1", RUN[6]]  # enough to show the ranks meet
     output = f"--output={tmp_path}/%a.out"
-    args = ["sbatch", "--parsable", *resources, output, str(template), "search", *one_epoch]
+    search = [*PREEMPTED["search"], *SMALL[:4]]
+    args = ["sbatch", "--parsable", *resources, output, str(template), "search", *search]
     env = {**os.environ, **ONE_THREAD, "ISTA": str(ISTA), "EXPERIMENT": str(tmp_path / "experiment")}
     job = subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout.strip()
-    # Poll ourselves: `sbatch --wait` backs off to 30 s between its own polls.
     deadline = time.time() + 900
+    while not (tmp_path / "experiment" / "seed-0" / "checkpoint.pt").exists():
+        assert time.time() < deadline, "task 0 wrote no checkpoint"
+        time.sleep(0.05)
+    subprocess.run(["scancel", "--batch", "--signal=USR2", f"{job}_0"], check=True)
+    while "JobState=PENDING" not in (info := job_info(f"{job}_0")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert "Restarts=1" in info, info + (tmp_path / "0.out").read_text()
+    subprocess.run(["scontrol", "update", f"JobId={job}_0", "StartTime=now"], check=True)
+    # Poll ourselves: `sbatch --wait` backs off to 30 s between its own polls.
     while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
         assert time.time() < deadline, "the array did not finish"
         time.sleep(0.5)
     states = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "State"], capture_output=True, text=True)
     log = (tmp_path / "0.out").read_text()
     assert states.stdout.split() == ["COMPLETED", "COMPLETED"], states.stdout + log
+    assert "USR2: checkpointing and requeueing" in log and "stopped by SIGUSR2 at epoch 1, step" in log, log
+    resumed = json.loads((tmp_path / "experiment" / "seed-0" / "env.json").read_text())
+    assert resumed["resumed_from_epoch"] == 1 and resumed["resumed_from_step"] >= 1, resumed
     for seed in (0, 1):
         run_dir = tmp_path / "experiment" / f"seed-{seed}"
         env_json = json.loads((run_dir / "env.json").read_text())
