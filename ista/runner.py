@@ -1,5 +1,7 @@
 """Runs a search or a training into a run directory: build, resume, train, record. The CLI and launchers
-call this; every method goes through the same engine and the same run-directory layout."""
+call this; every method goes through the same engine and the same run-directory layout, under the
+directory's lock (`ista.lock`), with step checkpoints on preemption signals and on a timer
+(`ista.train.preemption`), resuming from wherever the last checkpoint was written."""
 
 from __future__ import annotations
 
@@ -248,6 +250,7 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
         "channels_last": task.channels_last,
         "resumed_from_epoch": resumed and resumed["epoch"],
         "resumed_from_step": resumed and resumed["step"],
+        "lock_taken_over_from": lock and lock.took_over,  # a dead run's lock this run took over
     }
     if main:
         records.write_json(run_dir / "env.json", records.environment(run_facts))

@@ -60,22 +60,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise
     except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err):  # not a refused object: bytes that are no pickle at all
-            raise CheckpointError(
-                f"cannot read checkpoint {path} ({err}); it is damaged or not an ista "
-                "checkpoint. Move it away to restart the run from scratch."
-            ) from None
         needs = re.search(r"GLOBAL (\S+)", str(err))
+        if needs is None:  # not a refused object: bytes that are no pickle at all
+            detail = next(iter(re.findall(r"Unsupported .*", str(err))), err)
+            raise damaged(path, "UnpicklingError", detail) from None
         raise CheckpointError(
             f"refused to read checkpoint {path}: it holds more than tensors and plain values (it needs "
-            f"{needs.group(1) if needs else 'an object'} to be unpickled), and reading it could run code. "
-            "Nothing in it was run. ista never writes such files: move it away to restart the run anew"
+            f"{needs.group(1)} to be unpickled), and reading it could run code. Nothing in it was run. ista "
+            "never writes such files: move it away to restart the run anew"
         ) from None
     except Exception as err:  # a truncated or foreign file fails in many different ways
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); it is damaged or not an ista "
-            "checkpoint. Move it away to restart the run from scratch."
-        ) from None
+        raise damaged(path, type(err).__name__, err) from None
     if not isinstance(state, dict) or "epoch" not in state:
         raise CheckpointError(f"{path} is not an ista checkpoint (no 'epoch' entry)")
     return state
+
+
+def damaged(path: Path, kind: str, detail) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read checkpoint {path} ({kind}: {detail}); it is damaged or not an ista checkpoint. Move it "
+        "away to restart the run from scratch."
+    )
