@@ -79,11 +79,15 @@ def main() -> None:
     decision = statistics.median(x["decision_s"] for v in results.values() for x in v)
     step = epoch["decision only"] / steps
     print(f"2 gloo ranks, {steps} steps an epoch, {args.rounds} rounds (medians)")
-    print(f"stop decision: {decision * 1e6:.0f} µs per step = {decision / step:.3%} of a {step:.3f} s step")
+    print(f"stop decision: {decision * 1e6:.0f} µs per step = {decision / step:.3%} of a step "
+          f"({step:.3f} s: the epoch's time / its steps)")  # fmt: skip
     extra = (epoch["step checkpoint every step"] - epoch["decision only"]) / steps
     plain, every = epoch["decision only"], epoch["step checkpoint every step"]
     print(f"epoch: {plain:.2f} s (decision only), {every:.2f} s (a step checkpoint at every step): "
           f"{extra * 1e3:.0f} ms per step checkpoint = {extra / step:.1%} of a step")  # fmt: skip
+    row = {"bench": "preemption", "steps": steps, "decision_s": decision, "step_s": step,
+           "step_checkpoint_s": extra, "epoch_s": epoch}  # fmt: skip
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":
