@@ -195,7 +195,7 @@ def resume_point(state: dict[str, Any], path: Path, rank: int, world: int):
     A step checkpoint holds every rank's position (its data shard, augmentation generators and running
     sums), so only as many ranks as wrote it can finish that epoch; at an epoch boundary any number can go
     on (each rank then takes rank 0's RNG state if the count changed)."""
-    rngs = state["rng"] if "rng" in state else [{"cpu": r} for r in state["torch_rng"]]  # format 2
+    rngs = state["rng"] if "rng" in state else [{"cpu": r} for r in state["torch_rng"]]  # previous release
     at = state.get("position")
     if at is None:
         return state["epoch"] + 1, None, rngs[rank] if len(rngs) == world else rngs[0]

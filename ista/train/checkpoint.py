@@ -1,8 +1,9 @@
 """Checkpoints written atomically and read back safely, with a clear error when damaged or foreign.
 
 Reading never executes code from the file: `torch.load(weights_only=True)` accepts tensors and plain
-values only. Checkpoints of format 2 (ista 0.2) also held numeric numpy arrays; rebuilding one only copies
-bytes into an array, so those few constructors are allowed too, and nothing else.
+values only. Checkpoints written before the loading became safe also held numeric numpy arrays (A, z);
+rebuilding one only copies bytes into an array, so those few constructors are allowed too, and nothing
+else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from numpy._core.multiarray import _reconstruct, scalar
+
+try:
+    from numpy._core.multiarray import _reconstruct, scalar
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct, scalar
 
 
 class CheckpointError(RuntimeError):

@@ -194,6 +194,7 @@ def read_shards(rank: int, port: int, path: str, out: str) -> None:
             ),
             "torch": ImageLoader(data, torch.arange(100), 16, RAW, rank=rank, world=2),
         }
+
         def which(x):  # which image each row is: match it against the originals
             match = (x.round().flatten(1)[:, None] == data.images.flatten(1)[None].float()).all(-1)
             return match.float().argmax(1).numpy()
@@ -213,7 +214,7 @@ def read_shards(rank: int, port: int, path: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-def test_two_ranks_read_disjoint_shards_covering_every_image_and_resume_mid_epoch(tmp_path, write_cifar, free_port):
+def test_two_ranks_read_disjoint_shards_of_every_image_and_resume_mid_epoch(tmp_path, write_cifar, free_port):
     write_cifar_beton(tmp_path, write_cifar)
     mp.spawn(read_shards, args=(free_port, str(tmp_path), str(tmp_path)), nprocs=2, join=True)
     for name in ("ffcv", "torch"):

@@ -19,14 +19,16 @@ def ranks(out: Path, port: int, *more: str, world: int = 2) -> list[subprocess.P
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}  # fmt: skip
         args = [str(ISTA), *SEARCH, *more, "--out", str(out), "--quiet"]
-        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        procs.append(subprocess.Popen(args, env=env, text=True, **pipes))
     return procs
 
 
 def wait_for(path: Path, procs, seconds: float = 300) -> None:
     deadline = time.time() + seconds
     while not path.exists():
-        assert all(p.poll() is None for p in procs) and time.time() < deadline, [p.stderr.read() for p in procs]
+        running = all(p.poll() is None for p in procs)
+        assert running and time.time() < deadline, [p.stderr.read() for p in procs]
         time.sleep(0.05)
 
 

@@ -136,8 +136,9 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, cli):
     assert not marker.exists()
 
 
-def test_a_format_2_checkpoint_with_numpy_arrays_still_resumes(tmp_path, cli):
-    """ista 0.2 stored A, z and the one-stage z_prev as numpy arrays; those load (and nothing else)."""
+def test_a_previous_release_checkpoint_with_numpy_arrays_still_resumes(tmp_path, cli):
+    """The previous release stored A, z (and the one-stage z_prev) as numpy arrays and the RNG states as
+    `torch_rng`; such checkpoints load (numeric arrays, nothing else)."""
     args = [*SEARCH[:-1], "epochs=1", "checkpoint_every_s=0"]
     code, _, err = cli(*args, "--out", tmp_path / "new", "--quiet")
     assert code == 0, err
