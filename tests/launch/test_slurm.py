@@ -180,7 +180,12 @@ def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks_and_requeues_on_u
     while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
         assert time.time() < deadline, "the array did not finish"
         time.sleep(0.5)
-    states = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "State"], capture_output=True, text=True)
+    sacct = ["sacct", "-n", "-X", "-j", job, "-o", "State"]
+    while time.time() < deadline:  # accounting can lag behind the queue
+        states = subprocess.run(sacct, capture_output=True, text=True)
+        if states.stdout.split() == ["COMPLETED", "COMPLETED"]:
+            break
+        time.sleep(0.5)
     log = (tmp_path / "0.out").read_text()
     assert states.stdout.split() == ["COMPLETED", "COMPLETED"], states.stdout + log
     assert "USR2: checkpointing and requeueing" in log and "stopped by SIGUSR2 at epoch 1, step" in log, log
