@@ -39,8 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, with KEY=VALUE overrides allowed anywhere among the options (argparse's
+    intermixed parsing, which works per subcommand: it does not support a parser with subcommands)."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if argv and argv[0] in commands and argv[0] != "data":  # `ista data` has subcommands of its own
+        args = commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+        return args
+    return parser.parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return COMMANDS[args.command].run(args)
     except Interrupted as stop:  # USR2/SIGTERM: the step it finished is checkpointed

@@ -66,3 +66,18 @@ def test_show(tmp_path, cli):
     assert (tmp_path / "cells.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = cli("show", "ISTA_twostage", "-o", tmp_path / "cells.gif")
     assert code == 2 and "must be .png, .svg or .pdf" in err
+
+
+def test_python_dash_m_ista_is_the_command():
+    done = subprocess.run([sys.executable, "-m", "ista", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("ista ")
+
+
+def test_overrides_may_stand_anywhere_on_the_line(cli):
+    code, out, err = cli("search", "--preset", "demo", "epochs=3", "--out", "/nowhere", "optim.lr=0.3",
+                         "--print-config")  # fmt: skip
+    assert code == 0, err
+    config = json.loads(out)
+    assert config["epochs"] == 3 and config["optim"]["lr"] == 0.3
+    code, _, err = cli("launch", "--preset", "demo", "--seeds", "0-1", "epochs=2", "--dry-run", "arch.lr=0.01")
+    assert code == 0, err
