@@ -143,6 +143,7 @@ def run(
         if not config.genotype:
             raise ConfigError("method=train needs a genotype (ista train --genotype NAME|FILE|TEXT)")
         load_genotype(config.genotype)  # a bad genotype is an error before anything is written
+    runtime.use_cpus(runtime.task_cpus())
     placement = runtime.detect()
     device = runtime.start(placement, resolve_device(config.device).type, config.timeout_s)
     lock = RunLock(run_dir) if runtime.world()[0] == 0 else None

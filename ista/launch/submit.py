@@ -10,6 +10,7 @@ the task.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -45,11 +46,31 @@ class Resources:
     binds: tuple[str, ...] = ()  # host paths the container sees (data, licence), besides the experiment
 
 
-class SeedRun(submitit.helpers.Checkpointable):
-    """One seed's run; every rank of the array task calls it. Requeued as it is on preemption."""
+@contextlib.contextmanager
+def cpu_slot(folder: Path, slots: int):
+    """Holds one of `slots` CPU slots (flock'ed files, freed when the holder dies): local tasks beyond
+    what the machine's CPUs allow wait here, instead of all starting at once and thrashing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        for k in range(slots):
+            with open(folder / f"slot-{k}", "a") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                yield k
+                return
+        time.sleep(0.2)
 
-    def __init__(self, config: dict[str, Any], run_dir: str):
-        self.config, self.run_dir = config, run_dir
+
+class SeedRun(submitit.helpers.Checkpointable):
+    """One seed's run; every rank of the array task calls it. Requeued as it is on preemption.
+
+    `cpus`: the CPUs each task was given (its threads); `slots`: on the local executor, how many jobs may
+    run at once (rank 0 of each waits for a slot; 0 = no limit)."""
+
+    def __init__(self, config: dict[str, Any], run_dir: str, cpus: int | None = None, slots: int = 0):
+        self.config, self.run_dir, self.cpus, self.slots = config, run_dir, cpus, slots
 
     def __call__(self) -> dict[str, Any]:
         from ista import runner
@@ -63,9 +84,15 @@ class SeedRun(submitit.helpers.Checkpointable):
             submitit.helpers.TorchDistributedEnvironment().export(
                 set_cuda_visible_devices=False, overwrite=True
             )
+        if self.cpus:
+            os.environ["ISTA_CPUS_PER_TASK"] = str(self.cpus)
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint this callable and requeue
+        waits = self.slots and runtime.detect().rank == 0
+        slots = Path(self.run_dir).parent / "slots"
+        slot = cpu_slot(slots, self.slots) if waits else contextlib.nullcontext()
         try:
-            runner.run(config_from_dict(self.config), self.run_dir, show_progress=False)
+            with slot:
+                runner.run(config_from_dict(self.config), self.run_dir, show_progress=False)
             runtime.barrier()  # rank 0 has written result.json
             return json.loads((Path(self.run_dir) / RESULT).read_text())
         except Interrupted as stop:
@@ -148,7 +175,9 @@ def launch(
     configs = seed_configs(preset_name, overrides, seeds)
     experiment.mkdir(parents=True, exist_ok=True)
     executor = make_executor(experiment, resources, f"ista-{preset_name}")
-    runs = [SeedRun(configs[s], str(seed_dir(experiment, s))) for s in seeds]
+    per_job = resources.cpus_per_task * resources.tasks_per_node
+    slots = max(1, len(os.sched_getaffinity(0)) // per_job) if resources.cluster == "local" else 0
+    runs = [SeedRun(configs[s], str(seed_dir(experiment, s)), resources.cpus_per_task, slots) for s in seeds]
     jobs = executor.submit_array(runs)  # one sbatch --array on Slurm
     write_record(
         experiment,

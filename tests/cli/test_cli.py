@@ -79,5 +79,5 @@ def test_overrides_may_stand_anywhere_on_the_line(cli):
     assert code == 0, err
     config = json.loads(out)
     assert config["epochs"] == 3 and config["optim"]["lr"] == 0.3
-    code, _, err = cli("launch", "--preset", "demo", "--seeds", "0-1", "epochs=2", "--dry-run", "arch.lr=0.01")
+    code, _, err = cli("launch", "--preset", "demo", "--seeds", "0-1", "epochs=2", "--dry-run", "seed=3")
     assert code == 0, err
