@@ -59,6 +59,20 @@ PRESETS["cifar10-eval"] = RunConfig(
     network=CIFAR10_TARGET,
     optim=CIFAR10_RECIPE,
 )
+# Evaluation training on the digits' fixed training split, tested on its 300 test images: the demo's
+# second half (a protocol's evaluation stage on a laptop CPU). The digits are 8×8, too small for the
+# auxiliary head; otherwise the CIFAR recipe, shortened.
+PRESETS["demo-eval"] = RunConfig(
+    preset="demo-eval",
+    method="train",
+    epochs=20,
+    batch_size=64,
+    seed=0,
+    device="cpu",
+    data=DataConfig(dataset="digits", augment=False),
+    network=NetworkConfig(channels=8, layers=5, drop_path=0.1),
+    optim=replace(CIFAR10_RECIPE, lr=0.05),
+)
 # Algorithm 2 on CIFAR-10 (§6): the same network and recipe with all candidates; b (Adam 3e-4, the code's
 # default) and W learn from the same batch at a constant lr 0.025 until every node terminates, then 600
 # epochs of cosine to 0 (the supplement; the code's floor is 1e-3) with drop-path 0.2 and cutout.

@@ -70,14 +70,27 @@ def load_cifar10(root: str | Path, train: bool = True) -> ImageSet:
     )
 
 
-def load_digits() -> ImageSet:
-    """scikit-learn's 1,797 real 8×8 handwritten digits (grey levels 0..16, stored as 0..255)."""
+DIGITS_TEST_PER_CLASS = 30  # the fixed test split: 30 images of each digit, 300 in all
+DIGITS_SPLIT_SEED = 0
+
+
+def load_digits(train: bool | None = None) -> ImageSet:
+    """scikit-learn's 1,797 real 8×8 handwritten digits (grey levels 0..16, stored as 0..255): all of them
+    (`train=None`), or the fixed split: 30 test images per digit drawn with numpy seed 0 (300), the other
+    1,497 for training, each in the original order. Normalised with the training split's mean and std."""
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError:
         raise DataError("dataset=digits needs scikit-learn: pip install scikit-learn") from None
     digits = sklearn_digits()
     images = torch.from_numpy(np.round(digits.images * (255 / 16)).astype(np.uint8))[:, None]
-    mean = float(images.float().mean() / 255)
-    std = float(images.float().std() / 255)
-    return ImageSet(images, torch.from_numpy(digits.target.astype(np.int64)), (mean,), (std,), 10)
+    labels = digits.target.astype(np.int64)
+    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
+    test = np.zeros(len(labels), dtype=bool)
+    for digit in range(10):  # stratified: the same share of every digit
+        test[rng.permutation(np.flatnonzero(labels == digit))[:DIGITS_TEST_PER_CLASS]] = True
+    fit = torch.from_numpy(~test)
+    mean = float(images[fit].float().mean() / 255)
+    std = float(images[fit].float().std() / 255)
+    chosen = torch.ones(len(labels), dtype=torch.bool) if train is None else fit if train else ~fit
+    return ImageSet(images[chosen], torch.from_numpy(labels)[chosen], (mean,), (std,), 10)

@@ -132,9 +132,8 @@ def open_split(
     workers = data.workers or len(os.sched_getaffinity(0))
     common = {"device": device, "rank": rank, "world": world, "workers": workers}
     if data.dataset == "digits":
-        if not train:
-            raise DataError("the digits data set has no test split")
-        digits = _first(load_digits(), data.subset)
+        digits = load_digits(train)
+        digits = _first(digits, data.subset) if train else digits
         return Split("digits", digits, len(digits.labels), 10, 1, digits.mean, digits.std, **common)
     mean, std = NORMALISATION[data.dataset]
     name = SPLIT_NAMES[data.dataset][0 if train else 1]

@@ -31,10 +31,18 @@ def test_cifar_errors_name_the_file(tmp_path, write_cifar):
         load_cifar10(tmp_path)
 
 
-def test_digits_are_real_images():
+def test_digits_are_real_images_with_a_fixed_stratified_test_split():
     digits = load_digits()
     assert digits.images.shape == (1797, 1, 8, 8) and digits.images.max() == 255
     assert sorted(digits.labels.unique().tolist()) == list(range(10))
+    train, test = load_digits(train=True), load_digits(train=False)
+    assert (len(train.labels), len(test.labels)) == (1497, 300)
+    assert torch.bincount(test.labels).tolist() == [30] * 10
+    # together exactly the 1,797 images, and the same split every time
+    both = torch.cat([train.images, test.images]).flatten(1)
+    assert sorted(map(bytes, both.numpy())) == sorted(map(bytes, digits.images.flatten(1).numpy()))
+    assert torch.equal(load_digits(train=False).images, test.images)
+    assert train.mean == test.mean and train.std == test.std  # the training split's statistics
 
 
 def test_split_by_index():
@@ -76,7 +84,7 @@ def test_ranks_share_one_order_and_pad_like_distributed_sampler():
     assert rank_shard(order, 0, 1) is order
 
 
-def test_folder_loader_repeats_an_epoch_exactly(tmp_path, write_image_folder):
+def test_folder_loader_repeats_and_resumes_an_epoch_exactly(tmp_path, write_image_folder):
     from ista.config.schema import DataConfig
     from ista.data.splits import open_split
 
@@ -89,5 +97,8 @@ def test_folder_loader_repeats_an_epoch_exactly(tmp_path, write_image_folder):
     again, other = list(loader.epoch(seed=0, epoch=0)), list(loader.epoch(seed=0, epoch=1))
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0][0], other[0][0])
-    with pytest.raises(DataError, match="the digits data set has no test split"):
-        open_split(DataConfig(dataset="digits"), train=False)
+    interrupted = loader.epoch(seed=0, epoch=0)
+    next(interrupted)  # resumed after its first batch: the very crops of the uninterrupted pass
+    resumed = list(loader.epoch(seed=0, epoch=0, **interrupted.state()))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first[1:], resumed, strict=True))
+    assert open_split(DataConfig(dataset="digits"), train=False).size == 300
