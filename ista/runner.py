@@ -6,7 +6,7 @@ directory's lock (`ista.lock`), with step checkpoints on preemption signals and 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +139,17 @@ def run(
     this run's. On USR2/SIGTERM the run checkpoints the step it finished and raises `Interrupted`.
     """
     run_dir = Path(run_dir)
+    files = dict(files or {})
     if config.method == "train":
         if not config.genotype:
             raise ConfigError("method=train needs a genotype (ista train --genotype NAME|FILE|TEXT)")
+        from ista.report.summary import choose_genotype
+
+        # `best:SEARCH_EXPERIMENT` (a protocol's evaluation stage) is chosen now, from the results on disk
+        genotype, selection = choose_genotype(config.genotype)
+        if selection:
+            config = replace(config, genotype=genotype)
+            files["selection.json"] = selection.to_dict()
         load_genotype(config.genotype)  # a bad genotype is an error before anything is written
     runtime.use_cpus(runtime.task_cpus())
     placement = runtime.detect()
@@ -149,7 +157,7 @@ def run(
     lock = RunLock(run_dir) if runtime.world()[0] == 0 else None
     try:
         with Stops(config.checkpoint_every_s) as stops:
-            return _run(config, run_dir, resume, show_progress, files or {}, device, placement, lock, stops)
+            return _run(config, run_dir, resume, show_progress, files, device, placement, lock, stops)
     except RuntimeError as err:
         failure = runtime.peer_failure(err, config.timeout_s)
         if failure is None:

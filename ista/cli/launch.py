@@ -26,6 +26,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     )
     p.add_argument("--seeds", default="0", help="e.g. 0-4 or 0,2,7 (default 0)")
     p.add_argument("--experiment", type=Path, help="experiment folder (default runs/<preset>-<time>)")
+    add_resource_arguments(p)
+    p.add_argument("--dry-run", action="store_true", help="print the sbatch script and submit nothing")
+    p.add_argument("--wait", action="store_true", help="wait for every seed, then print the status")
+    p.add_argument(
+        "--status", type=Path, metavar="EXPERIMENT", help="show the state of each seed (or protocol stage)"
+    )
+
+
+def add_resource_arguments(p: argparse.ArgumentParser) -> None:
+    """Where and how each task runs (`ista launch` and `ista protocol`)."""
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--tasks-per-node", type=int, help="processes per node (default: GPUs per node, or 1)")
     p.add_argument("--gpus-per-node", type=int, default=0)
@@ -43,9 +53,6 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         "$MOSEKLM_LICENSE_FILE are bound already)",
     )
     p.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm")
-    p.add_argument("--dry-run", action="store_true", help="print the sbatch script and submit nothing")
-    p.add_argument("--wait", action="store_true", help="wait for every seed, then print the status")
-    p.add_argument("--status", type=Path, metavar="EXPERIMENT", help="show the state of each seed and exit")
 
 
 def minutes(text: str) -> int:
@@ -63,7 +70,7 @@ def minutes(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from ista.launch import status as status_mod
     from ista.launch.experiment import parse_seeds
-    from ista.launch.submit import Resources, container_binds, launch, sbatch_script, seed_configs
+    from ista.launch.submit import launch, sbatch_script, seed_configs
 
     if args.status:
         rows = status_mod.print_status(args.status)
@@ -71,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.preset:
         raise ValueError("--preset is required (or --status EXPERIMENT)")
     seeds = parse_seeds(args.seeds)
-    if args.bind and not args.container:
-        raise ValueError("--bind applies to --container runs only")
     selection = None
     if args.genotype:
         from ista.report.summary import choose_genotype
@@ -82,18 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if selection:
             print(f"genotype: {selection.describe()}")
     configs = seed_configs(args.preset, args.overrides, seeds)  # bad overrides: an error before anything else
-    resources = Resources(
-        cluster=args.cluster,
-        nodes=args.nodes,
-        tasks_per_node=args.tasks_per_node or max(1, args.gpus_per_node),
-        gpus_per_node=args.gpus_per_node,
-        cpus_per_task=args.cpus_per_task,
-        time_min=minutes(args.time),
-        partition=args.partition,
-        account=args.account,
-        container=args.container,
-        binds=container_binds(configs[seeds[0]], args.bind) if args.container else (),
-    )
+    resources = resources_from(args, configs[seeds[0]])
     experiment = (args.experiment or Path("runs") / time.strftime(f"{args.preset}-%Y%m%d-%H%M%S")).resolve()
     if args.dry_run:
         print(sbatch_script(experiment, resources, f"ista-{args.preset}", len(seeds)))
@@ -109,3 +103,23 @@ def run(args: argparse.Namespace) -> int:
         rows = status_mod.print_status(experiment)
         return 0 if all(r["state"] == "done" for r in rows) else 1
     return 0
+
+
+def resources_from(args: argparse.Namespace, config: dict):
+    """The Resources of the command line; `config` (one seed's) names the data a container must see."""
+    from ista.launch.submit import Resources, container_binds
+
+    if args.bind and not args.container:
+        raise ValueError("--bind applies to --container runs only")
+    return Resources(
+        cluster=args.cluster,
+        nodes=args.nodes,
+        tasks_per_node=args.tasks_per_node or max(1, args.gpus_per_node),
+        gpus_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task,
+        time_min=minutes(args.time),
+        partition=args.partition,
+        account=args.account,
+        container=args.container,
+        binds=container_binds(config, args.bind) if args.container else (),
+    )

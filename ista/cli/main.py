@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ista import __version__
-from ista.cli import data, demo, kendall, launch, params, search, show, summarize, train
+from ista.cli import data, demo, kendall, launch, params, protocol, search, show, summarize, train
 from ista.distributed.runtime import PeerFailure
 from ista.distributed.runtime import stop as stop_process_group
 from ista.sparse.lasso import SolverError
@@ -20,6 +20,7 @@ COMMANDS = {
     "search": search,
     "train": train,
     "launch": launch,
+    "protocol": protocol,
     "data": data,
     "summarize": summarize,
     "kendall": kendall,

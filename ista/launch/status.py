@@ -107,6 +107,21 @@ def status_table(experiment: Path) -> Table:
     return table
 
 
-def print_status(experiment: Path) -> list[dict[str, Any]]:
-    Console().print(status_table(experiment))
-    return seed_states(experiment)
+def print_status(folder: Path) -> list[dict[str, Any]]:
+    """The table of an experiment, or one per stage of a protocol folder; every seed's row."""
+    from ista.launch.protocol import PROTOCOL_RECORD
+
+    console = Console()
+    if not (Path(folder) / PROTOCOL_RECORD).is_file():
+        console.print(status_table(folder))
+        return seed_states(folder)
+    record = json.loads((Path(folder) / PROTOCOL_RECORD).read_text())
+    rows = []
+    for stage in record["stages"]:
+        experiment = Path(stage["experiment"])
+        if not (experiment / "experiment.json").is_file():
+            console.print(f"stage {stage['name']}: nothing submitted yet")
+            continue
+        console.print(status_table(experiment))
+        rows += seed_states(experiment)
+    return rows

@@ -25,7 +25,7 @@ import submitit
 
 from ista.config.io import apply_overrides, config_from_dict, config_to_dict
 from ista.config.presets import preset
-from ista.launch.experiment import seed_dir, write_record
+from ista.launch.experiment import RECORD, read_record, seed_dir, write_record
 from ista.report.records import RESULT
 from ista.train.preemption import Interrupted
 
@@ -105,9 +105,13 @@ class SeedRun(submitit.helpers.Checkpointable):
             runtime.stop()
 
 
-def seed_configs(preset_name: str, overrides: list[str], seeds: list[int]) -> dict[int, dict[str, Any]]:
+def seed_configs(
+    preset_name: str, overrides: list[str], seeds: list[int], per_seed: dict[int, list[str]] | None = None
+) -> dict[int, dict[str, Any]]:
+    """Every seed's config; `per_seed` adds overrides of one seed (e.g. the genotype it evaluates)."""
     base = apply_overrides(preset(preset_name), overrides)  # bad overrides fail before anything is submitted
-    return {s: config_to_dict(apply_overrides(base, [f"seed={s}"])) for s in seeds}
+    extra = per_seed or {}
+    return {s: config_to_dict(apply_overrides(base, [*extra.get(s, []), f"seed={s}"])) for s in seeds}
 
 
 def _python(experiment: Path, r: Resources) -> str | None:
@@ -129,7 +133,10 @@ def container_binds(config: dict[str, Any], extra: list[str]) -> tuple[str, ...]
     return tuple(dict.fromkeys([*binds, *extra]))
 
 
-def make_executor(experiment: Path, resources: Resources, job_name: str) -> submitit.AutoExecutor:
+def make_executor(
+    experiment: Path, resources: Resources, job_name: str, after: tuple[str, ...] = ()
+) -> submitit.AutoExecutor:
+    """`after`: Slurm jobs that must end first (afterany: a failed seed does not hold the rest back)."""
     r = resources
     kwargs = (
         {"slurm_python": _python(experiment, r), "slurm_max_num_timeout": 30} if r.cluster == "slurm" else {}
@@ -143,6 +150,8 @@ def make_executor(experiment: Path, resources: Resources, job_name: str) -> subm
         params.update(
             slurm_signal_delay_s=SIGNAL_DELAY_S, slurm_partition=r.partition, slurm_account=r.account
         )
+        if after:
+            params["slurm_additional_parameters"] = {"dependency": "afterany:" + ":".join(after)}
         params = {k: v for k, v in params.items() if v is not None}
     executor.update_parameters(**params)
     return executor
@@ -170,26 +179,35 @@ def launch(
     seeds: list[int],
     resources: Resources,
     selection=None,
+    *,
+    per_seed: dict[int, list[str]] | None = None,
+    after: tuple[str, ...] = (),
 ) -> list[submitit.Job]:
-    """Submits the array; `selection` (a best-of-k choice of genotype) is logged in experiment.json."""
-    configs = seed_configs(preset_name, overrides, seeds)
+    """Submits the array; `selection` (a best-of-k choice of genotype) is logged in experiment.json.
+
+    Seeds added to an experiment launched before with the same settings join its record (a protocol
+    resubmitting its unfinished seeds); other settings replace it."""
+    configs = seed_configs(preset_name, overrides, seeds, per_seed)
     experiment.mkdir(parents=True, exist_ok=True)
-    executor = make_executor(experiment, resources, f"ista-{preset_name}")
+    executor = make_executor(experiment, resources, f"ista-{preset_name}", after)
     per_job = resources.cpus_per_task * resources.tasks_per_node
     slots = max(1, len(os.sched_getaffinity(0)) // per_job) if resources.cluster == "local" else 0
     runs = [SeedRun(configs[s], str(seed_dir(experiment, s)), resources.cpus_per_task, slots) for s in seeds]
     jobs = executor.submit_array(runs)  # one sbatch --array on Slurm
-    write_record(
-        experiment,
-        {
-            "preset": preset_name,
-            "overrides": overrides,
-            "seeds": seeds,
-            "resources": resources.__dict__,
-            "jobs": {str(s): job.job_id for s, job in zip(seeds, jobs, strict=True)},
-            "submitit_folder": str(experiment / "submitit"),
-            "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **({"selection": selection.to_dict()} if selection else {}),
-        },
-    )
+    record = {
+        "preset": preset_name,
+        "overrides": overrides,
+        "seeds": seeds,
+        "resources": resources.__dict__,
+        "jobs": {str(s): job.job_id for s, job in zip(seeds, jobs, strict=True)},
+        "submitit_folder": str(experiment / "submitit"),
+        "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"selection": selection.to_dict()} if selection else {}),
+    }
+    if (experiment / RECORD).is_file():
+        before = read_record(experiment)
+        if (before.get("preset"), before.get("overrides")) == (preset_name, overrides):
+            record["seeds"] = sorted({*before["seeds"], *seeds})
+            record["jobs"] = {**before["jobs"], **record["jobs"]}
+    write_record(experiment, record)
     return jobs
