@@ -45,11 +45,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ista.report.summary import summarize, to_csv, to_json
+    from ista.report.summary import protocol_result, summarize, to_csv, to_json
 
     summary = summarize(args.paths, args.group_by)
+    results = [r for r in map(protocol_result, args.paths) if r]  # protocol folders end with their result
     if args.json:
-        print(to_json(summary))
+        print(to_json({"groups": summary, "protocols": results} if results else summary))
     elif args.csv:
         print(to_csv(summary), end="")
     else:
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             for line in footer(g):
                 console.print(line, highlight=False)
             console.print()
+        for result in results:
+            console.print(protocol_table(result))
     if args.plots:
         from ista.report.plots import write_plots
 
@@ -141,6 +144,38 @@ def footer(g: dict[str, Any]) -> list[str]:
         )
     lines.extend(p["text"] for p in g["protocols"])
     return lines
+
+
+def protocol_table(r: dict[str, Any]):
+    """A protocol's result as the paper's tables give it."""
+    from rich.table import Table
+
+    from ista.report.protocols import Estimate
+
+    table = Table(title=f"protocol {r['protocol']}: {r['folder']}", show_header=False)
+    error = Estimate(**r["test_error"]).percent() if r.get("test_error") else "no finished evaluation"
+    table.add_row("test error", error)
+    table.add_row("params", "" if r["params_m"] is None else f"{r['params_m']:.2f} M")
+    cost = r["search_cost_h"]
+    gpu = _unit(r["devices"]) == "GPU-h"
+    spent = "" if cost is None else f"{cost / 24:.2f} GPU-days" if gpu else f"{cost:.3f} CPU-hours"
+    table.add_row("search cost", f"{spent} (all searches together; {r['searches']})")
+    if "selected" in r:
+        s = r["selected"]
+        table.add_row(
+            "selected", f"seed {s['seed']} (held-out {s['valid_acc']:.2%}), genotype {s['fingerprint']}"
+        )
+        table.add_row("genotype", s["genotype"])
+    if r.get("note"):
+        table.add_row("note", r["note"])
+    for method, tau in r.get("tau", {}).items():
+        text = (
+            f"{tau['tau_a']:+.4f} over {tau['n']} searches (p = {tau['p_value']:.3g})"
+            if tau
+            else "fewer than 2 evaluated searches"
+        )
+        table.add_row(f"Kendall τ ({method})", text)
+    return table
 
 
 def _percent(value: float | None) -> str:

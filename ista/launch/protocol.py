@@ -123,8 +123,12 @@ def submit(folder: Path, name: str, stages: list[Stage], resources, wait=None) -
         if (experiment / RECORD).is_file():
             with contextlib.suppress(Exception):  # an unreadable record: submit its seeds again
                 states = {row["seed"]: row for row in seed_states(experiment)}
-        queued = [states[s]["job"] for s in stage.seeds if s in states and states[s]["state"] in LIVE]
-        todo = [s for s in stage.seeds if s not in states or states[s]["state"] not in ("done", *LIVE)]
+        # Only Slurm knows whether an earlier submission still runs; local and debug runs of the protocol
+        # ended with the command that started them (a straggler would meet the run directory's lock).
+        slurm = resources.cluster == "slurm"
+        queued = [states[s]["job"] for s in stage.seeds if slurm and states.get(s, {}).get("state") in LIVE]
+        todo = [s for s in stage.seeds if s not in states or states[s]["state"] != "done"]
+        todo = [s for s in todo if states.get(s, {}).get("job") not in queued]
         after = tuple(job for dep in stage.after for job in live.get(dep, []))
         jobs = []
         if todo:

@@ -254,7 +254,7 @@ def to_csv(summary: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def to_json(summary: list[dict[str, Any]]) -> str:
+def to_json(summary: list[dict[str, Any]] | dict[str, Any]) -> str:
     return json.dumps(summary, indent=2)
 
 
@@ -268,3 +268,54 @@ def choose_genotype(spec: str) -> tuple[str, protocols.Selection | None]:
         raise ValueError(f"--genotype {spec}: {experiment} is not an experiment folder (no {RECORD})")
     selection = protocols.best_of_k([run for _, _, run in collect([experiment])], experiment)
     return selection.genotype, selection
+
+
+def protocol_result(folder: str | Path) -> dict[str, Any] | None:
+    """A protocol folder's result in the form of the paper's tables (None for any other folder): test
+    error mean ± std (n), params (M), search cost, the selected seed and genotype, and τ for consistency."""
+    from ista.launch.protocol import PROTOCOL_RECORD
+    from ista.report.kendall import consistency
+
+    path = Path(folder) / PROTOCOL_RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    name = record["protocol"]
+    runs = {s["name"]: [run for _, _, run in collect([s["experiment"]])] for s in record["stages"]}
+    searches = runs.get("search", [])
+    # the evaluations of the ISTA-NAS searches (not those of the DARTS baseline, "darts-eval")
+    trainings = [run for stage, found in runs.items() if stage.split("-")[0] == "eval" for run in found]
+    evaluated = protocols.evaluations(trainings)
+    done = [r for r in searches if r.state == "done"]
+    result: dict[str, Any] = {
+        "protocol": name,
+        "folder": str(Path(folder).resolve()),
+        "searches": f"{len(done)}/{len(searches)} done",
+        "search_cost_h": sum(r.cost_h for r in done if r.cost_h) or None,  # all k searches together
+        "devices": sorted({f"{r.device}×{r.devices}" for r in done if r.device}),
+    }
+    finished = [r for r in trainings if r.state == "done"]
+    params = [r.params_m for r in finished if r.params_m is not None]
+    result["params_m"] = sum(params) / len(params) if params else None
+    if name == "two-stage":
+        try:
+            chosen = protocols.best_of_k(searches, Path(folder) / "search")
+        except ValueError as err:
+            result["note"] = str(err)
+        else:
+            result["selected"] = {"seed": chosen.seed, "valid_acc": chosen.valid_acc,
+                                  "genotype": chosen.genotype, "fingerprint": chosen.fingerprint}  # fmt: skip
+    if name in ("two-stage", "one-stage"):  # every evaluation training counts
+        result["test_error"] = _asdict(
+            protocols.estimate([r.test_err for r in finished if r.test_err is not None])
+        )
+    else:  # independent, consistency: each search's genotype evaluated
+        result["test_error"] = _asdict(protocols.mean_over_searches(searches, evaluated)[0])
+    if name == "consistency":
+        taus = {"ista": consistency("search", searches, evaluated)}
+        if "darts-search" in runs:
+            darts = protocols.evaluations(runs.get("darts-eval", []))
+            taus["darts"] = consistency("darts-search", runs["darts-search"], darts)
+        result["tau"] = {m: asdict(c.tau) if c.tau else None for m, c in taus.items()}
+        result["pairs"] = {m: len(c.seeds) for m, c in taus.items()}
+    return result

@@ -1,0 +1,62 @@
+"""`ista protocol` on submitit's in-process executor: stages in order, per-stage overrides, resuming only
+what is unfinished, an evaluation stage without a finished search, and the protocol's result."""
+
+import json
+
+from ista.launch.protocol import plan
+
+TINY = ["data.subset=128", "network.channels=4", "network.layers=3", "search.epochs=1", "eval.epochs=1",
+        "eval.data.subset=96"]  # fmt: skip
+
+
+def protocol(cli, name, folder, *more, cluster="debug"):
+    return cli("protocol", name, "--preset", "demo", *TINY, "--cluster", cluster, "--folder", folder, *more)
+
+
+def test_stages_and_their_overrides(tmp_path):
+    stages = plan("consistency", tmp_path, "demo", [0, 1], [0], ["epochs=3", "eval.epochs=7"], True)
+    assert [s.name for s in stages] == ["search", "eval", "darts-search", "darts-eval"]
+    search, evaluate, darts, darts_eval = stages
+    assert search.overrides == ("epochs=3",) and evaluate.overrides == ("epochs=3", "epochs=7")
+    assert darts.overrides == ("method=darts", "epochs=3") and darts_eval.after == ("darts-search",)
+    assert evaluate.per_seed[1] == (f"genotype={tmp_path / 'search' / 'seed-1' / 'genotype.json'}",)
+    two = plan("two-stage", tmp_path, "demo", [0, 1], [0, 1, 2], [])
+    assert two[1].preset == "demo-eval" and two[1].seeds == (0, 1, 2)
+    assert two[1].overrides == (f"genotype=best:{tmp_path / 'search'}",)
+
+
+def test_independent_runs_resumes_only_what_is_unfinished_and_gives_the_result(tmp_path, cli):
+    folder = tmp_path / "p"
+    code, out, err = protocol(cli, "independent", folder, "--seeds", "0-1")
+    assert code == 0, out + err
+    assert "4 seed run(s) submitted" in out
+    record = json.loads((folder / "protocol.json").read_text())
+    assert [s["name"] for s in record["stages"]] == ["search", "eval"]
+    genotype = json.loads((folder / "eval" / "seed-1" / "config.json").read_text())["genotype"]
+    assert genotype == str(folder / "search" / "seed-1" / "genotype.json")  # seed 1's own search
+    code, out, _ = protocol(cli, "independent", folder, "--seeds", "0-1")
+    assert code == 0 and "0 seed run(s) submitted" in out  # everything is done
+    (folder / "eval" / "seed-0" / "result.json").unlink()  # as if it had failed before its end
+    (folder / "eval" / "seed-0" / "checkpoint.pt").unlink()
+    code, out, err = protocol(cli, "independent", folder, "--seeds", "0-1")
+    assert code == 0 and "1 seed run(s) submitted" in out, out + err
+    code, out, err = cli("summarize", folder, "--json")
+    result = json.loads(out)["protocols"][0]
+    assert result["protocol"] == "independent" and result["test_error"]["n"] == 2
+    assert result["searches"] == "2/2 done" and result["params_m"] > 0
+
+
+def test_two_stage_without_a_finished_search_fails_the_evaluations_clearly(tmp_path, cli):
+    folder = tmp_path / "p"
+    (folder / "search" / "seed-0").mkdir(parents=True)
+    (folder / "search" / "seed-0" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    # local processes: their failures are on record (submitit's result files), unlike in-process ones
+    local = ["--seeds", "0", "--eval-seeds", "0", "--cpus-per-task", "1"]
+    code, *_ = protocol(cli, "two-stage", folder, *local, cluster="local")
+    assert code == 1
+    code, out, _ = cli("launch", "--status", folder)
+    rows = [line for line in out.splitlines() if "failed" in line]
+    assert len(rows) == 2 and "no finished search" in rows[1], out
+    assert not (folder / "eval" / "seed-0" / "checkpoint.pt").exists()  # nothing trained
+    code, out, _ = cli("summarize", folder)
+    assert "no finished search" in out
