@@ -196,3 +196,40 @@ def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks_and_requeues_on_u
         env_json = json.loads((run_dir / "env.json").read_text())
         assert env_json["launcher"] == "srun" and env_json["world_size"] == 2 and env_json["seed"] == seed
         assert (run_dir / "genotype.json").exists()
+
+
+def test_protocols_are_one_submission_each_and_end_with_their_table(tmp_path):
+    """Two-stage (search seed 1 fails on purpose: its table is over seed 0) and consistency, each one
+    `ista protocol` call that submits every stage at once; the evaluations wait for the searches."""
+    tiny = ["data.subset=256", "network.channels=4", "network.layers=3", "epochs=1", "data.workers=1",
+            "eval.data.subset=192"]  # fmt: skip
+    where = ["--nodes", "1", "--cpus-per-task", "1", "--time", "15"]
+    two, tau = tmp_path / "two-stage", tmp_path / "consistency"
+    (two / "search" / "seed-1").mkdir(parents=True)
+    (two / "search" / "seed-1" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    env = {**os.environ, **ONE_THREAD}
+    for name, folder in (("two-stage", two), ("consistency", tau)):
+        seeds = ["--seeds", "0-1", "--eval-seeds", "0-1", "--folder", str(folder)]
+        args = [str(ISTA), "protocol", name, "--preset", "demo", *tiny, *seeds, *where]
+        done = subprocess.run(args, capture_output=True, text=True, env=env)
+        assert done.returncode == 0 and "4 seed run(s) submitted to slurm" in done.stdout, done.stderr
+    evaluation = json.loads((two / "eval" / "experiment.json").read_text())["jobs"]["0"]
+    search = json.loads((two / "search" / "experiment.json").read_text())["jobs"]["0"].split("_")[0]
+    assert f"Dependency=afterany:{search}" in job_info(evaluation)  # submitted, waiting for the searches
+    deadline = time.time() + 600
+    for folder in (two, tau):
+        while True:
+            status = subprocess.run([str(ISTA), "launch", "--status", str(folder)], capture_output=True,
+                                    text=True, env={**env, "COLUMNS": "300"})  # fmt: skip
+            if status.stdout.count("seeds done") == 2 and not any(
+                s in status.stdout for s in ("pending", "running", "requeued")
+            ):
+                break
+            assert time.time() < deadline, status.stdout
+            time.sleep(1)
+    summary = json.loads(subprocess.run([str(ISTA), "summarize", str(two), "--json"], capture_output=True,
+                                        text=True, check=True).stdout)["protocols"][0]  # fmt: skip
+    assert summary["searches"] == "1/2 done" and summary["selected"]["seed"] == 0
+    assert summary["test_error"]["n"] == 2  # both evaluation seeds trained seed 0's genotype
+    table = subprocess.run([str(ISTA), "summarize", str(tau)], capture_output=True, text=True, env=env)
+    assert "Kendall τ (ista)" in table.stdout and "over 2 searches" in table.stdout, table.stdout
