@@ -20,7 +20,7 @@ from ista.distributed import runtime, sync_bn
 from ista.lock import RunLock
 from ista.report import records
 from ista.report.cell_plot import save_genotype_figure
-from ista.report.console import RunProgress
+from ista.report.console import PROGRESS, RunProgress
 from ista.space.genotypes import Genotype, load_genotype
 from ista.space.networks import build_eval_network, build_search_network
 from ista.sparse.code import SparseCode
@@ -301,7 +301,8 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
     )
     if not task.done:
         try:
-            with RunProgress(epochs, title, enabled=show_progress and main) as progress:
+            record = run_dir / PROGRESS if main else None  # for `ista launch --status --watch`
+            with RunProgress(epochs, title, enabled=show_progress and main, record=record) as progress:
                 run_epochs(
                     task,
                     loaders,

@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument(
         "--status", type=Path, metavar="EXPERIMENT", help="show the state of each seed (or protocol stage)"
     )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="with --status: a live view (epoch, step, loss, accuracy, images/s, ETA) until every seed ends",
+    )
 
 
 def add_resource_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     from ista.launch.experiment import parse_seeds
     from ista.launch.submit import launch, sbatch_script, seed_configs
 
+    if args.watch and not args.status:
+        raise ValueError("--watch goes with --status EXPERIMENT_OR_PROTOCOL")
+    if args.status and args.watch:
+        status_mod.watch(args.status)
     if args.status:
         rows = status_mod.print_status(args.status)
         return 0 if all(r["state"] != "failed" for r in rows) else 1

@@ -110,19 +110,23 @@ def submit(folder: Path, name: str, stages: list[Stage], resources, wait=None) -
     from ista.launch.submit import launch
 
     folder = folder.resolve()
-    record: dict[str, Any] = {
-        "protocol": name,
-        "stages": [],
-        "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    rows = [
+        {**asdict(stage), "experiment": str(folder / stage.name), "submitted": None,
+         "per_seed": {str(s): list(o) for s, o in stage.per_seed.items()}}
+        for stage in stages
+    ]  # fmt: skip
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    record: dict[str, Any] = {"protocol": name, "stages": rows, "submitted_at": now}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / PROTOCOL_RECORD, record)  # the plan first: status and watch can follow it
     submitted: list = []
     live: dict[str, list[str]] = {}  # stage → its jobs still queued or running (what later stages wait for)
-    for stage in stages:
+    for stage, row in zip(stages, rows, strict=True):
         experiment = folder / stage.name
         states = {}
         if (experiment / RECORD).is_file():
             with contextlib.suppress(Exception):  # an unreadable record: submit its seeds again
-                states = {row["seed"]: row for row in seed_states(experiment)}
+                states = {r["seed"]: r for r in seed_states(experiment)}
         # Only Slurm knows whether an earlier submission still runs; local and debug runs of the protocol
         # ended with the command that started them (a straggler would meet the run directory's lock).
         slurm = resources.cluster == "slurm"
@@ -130,17 +134,15 @@ def submit(folder: Path, name: str, stages: list[Stage], resources, wait=None) -
         todo = [s for s in stage.seeds if s not in states or states[s]["state"] != "done"]
         todo = [s for s in todo if states.get(s, {}).get("job") not in queued]
         after = tuple(job for dep in stage.after for job in live.get(dep, []))
+        row["submitted"] = todo
+        write_json(folder / PROTOCOL_RECORD, record)
         jobs = []
         if todo:
             own = {s: list(stage.per_seed.get(s, ())) for s in todo}
             jobs = launch(experiment, stage.preset, list(stage.overrides), todo, resources,
-                          per_seed=own, after=after if resources.cluster == "slurm" else ())  # fmt: skip
+                          per_seed=own, after=after if slurm else ())  # fmt: skip
             submitted += jobs
             if wait is not None:
                 wait(jobs)
         live[stage.name] = [*queued, *(job.job_id for job in jobs)]
-        per_seed = {str(s): list(o) for s, o in stage.per_seed.items()}
-        row = {**asdict(stage), "experiment": str(experiment), "submitted": todo, "per_seed": per_seed}
-        record["stages"].append(row)
-        write_json(folder / PROTOCOL_RECORD, record)
     return record, submitted

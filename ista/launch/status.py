@@ -8,6 +8,7 @@ running, so a missing or broken seed is shown as such and never stops the table.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ista.launch.experiment import read_record, seed_dir
+from ista.report.console import PROGRESS, duration
 from ista.report.records import RESULT
 from ista.space.genotypes import Genotype
 
@@ -125,3 +127,59 @@ def print_status(folder: Path) -> list[dict[str, Any]]:
         console.print(status_table(experiment))
         rows += seed_states(experiment)
     return rows
+
+
+LIVE_STATES = ("pending", "running", "requeued", "running (requeued)")
+
+
+def experiments(folder: Path) -> list[Path]:
+    """The experiment itself, or a protocol's stage experiments that have been submitted."""
+    from ista.launch.protocol import PROTOCOL_RECORD
+
+    folder = Path(folder)
+    if not (folder / PROTOCOL_RECORD).is_file():
+        return [folder]
+    stages = json.loads((folder / PROTOCOL_RECORD).read_text())["stages"]
+    return [Path(s["experiment"]) for s in stages if (Path(s["experiment"]) / "experiment.json").is_file()]
+
+
+def progress_table(experiment: Path) -> tuple[Table, bool]:
+    """Where each seed is (from its progress.json), and whether any is still queued or running."""
+    rows = seed_states(experiment)
+    table = Table(title=f"{experiment}: {sum(r['state'] == 'done' for r in rows)}/{len(rows)} seeds done")
+    for column in ("seed", "state", "epoch", "step", "loss", "acc", "img/s", "ETA", "updated"):
+        table.add_column(column)
+    for r in rows:
+        p = _progress(seed_dir(experiment, r["seed"]))
+        table.add_row(
+            str(r["seed"]), r["state"],
+            f"{min(p['epoch'] + 1, p['epochs'])}/{p['epochs']}" if p else "",
+            f"{p['step']}/{p['steps']}" if p else "",
+            f"{p['train_loss']:.3f}" if "train_loss" in p else "",
+            f"{p['train_acc']:.1%}" if "train_acc" in p else "",
+            f"{p['images_per_s']:,.0f}" if "images_per_s" in p else "",
+            duration(p["eta_s"]) if p.get("eta_s") is not None and r["state"] != "done" else "",
+            f"{time.time() - p['updated']:.0f} s ago" if p else "",
+        )  # fmt: skip
+    return table, any(r["state"] in LIVE_STATES for r in rows)
+
+
+def watch(folder: Path, every_s: float = 2.0) -> None:
+    """A live view of every seed (of every stage), refreshed until none is queued or running."""
+    from rich.console import Group
+    from rich.live import Live
+
+    with Live(refresh_per_second=4) as live:
+        while True:
+            tables = [progress_table(e) for e in experiments(folder)]
+            live.update(Group(*(t for t, _ in tables)))
+            if not any(busy for _, busy in tables):
+                return
+            time.sleep(every_s)
+
+
+def _progress(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / PROGRESS).read_text())
+    except (OSError, ValueError):
+        return {}

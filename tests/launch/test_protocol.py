@@ -40,6 +40,11 @@ def test_independent_runs_resumes_only_what_is_unfinished_and_gives_the_result(t
     (folder / "eval" / "seed-0" / "checkpoint.pt").unlink()
     code, out, err = protocol(cli, "independent", folder, "--seeds", "0-1")
     assert code == 0 and "1 seed run(s) submitted" in out, out + err
+    progress = json.loads((folder / "search" / "seed-1" / "progress.json").read_text())
+    assert (progress["epoch"], progress["epochs"], progress["steps"]) == (1, 1, 1) and progress["eta_s"] == 0
+    assert {"train_loss", "train_acc", "images_per_s", "updated"} <= set(progress)
+    code, out, _ = cli("launch", "--status", folder, "--watch")  # every seed has ended: one view, then out
+    assert code == 0 and "img/s" in out and "ETA" in out, out
     code, out, err = cli("summarize", folder, "--json")
     result = json.loads(out)["protocols"][0]
     assert result["protocol"] == "independent" and result["test_error"]["n"] == 2
