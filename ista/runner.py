@@ -151,6 +151,10 @@ def run(
             config = replace(config, genotype=genotype)
             files["selection.json"] = selection.to_dict()
         load_genotype(config.genotype)  # a bad genotype is an error before anything is written
+    if config.log.tensorboard:
+        from ista.report.tensorboard import writer_class
+
+        writer_class()  # so is a missing TensorBoard
     runtime.use_cpus(runtime.task_cpus())
     placement = runtime.detect()
     device = runtime.start(placement, resolve_device(config.device).type, config.timeout_s)
@@ -286,6 +290,12 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
         lock.check()  # a run that lost its directory to another never overwrites that run's files
         save_checkpoint(state, path)
 
+    scalars = None
+    if main and config.log.tensorboard:
+        from ista.report.tensorboard import EpochScalars
+
+        scalars = EpochScalars(run_dir / "tensorboard")  # one event folder per run; a resume appends
+
     def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
         history.append(metrics)
         save(epoch)  # first the checkpoint, then what it vouches for
@@ -293,6 +303,8 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
             records.write_metrics(run_dir / "metrics.jsonl", history)
             if "genotype" in metrics:
                 records.write_json(run_dir / "genotype.json", metrics["genotype"])
+            if scalars is not None:
+                scalars.epoch(metrics)
 
     loaders = build_loaders(config, data, test)
     epochs = config.epochs + (config.onestage.max_search_epochs + 1 if config.method == "onestage" else 0)
@@ -320,6 +332,9 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
             runtime.barrier()  # every rank knows the checkpoint is written
             stop.checkpoint = path
             raise
+        finally:
+            if scalars is not None:
+                scalars.close()
     runtime.barrier()
     genotype = Genotype.from_dict(json.loads((run_dir / "genotype.json").read_text()))
     if main:

@@ -127,6 +127,15 @@ class OneStageConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """Records besides the run directory's own (metrics.jsonl, progress.json)."""
+
+    # TensorBoard scalars per epoch (losses, accuracies, lr, recovery time, support changes) and the
+    # genotype as text, in RUN_DIR/tensorboard (pip install 'ista[tensorboard]')
+    tensorboard: bool = setting(False)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     preset: str = setting("custom")
     # ista (Algorithm 1) | darts (first-order DARTS, the dense baseline) | onestage (Algorithm 2) |
@@ -159,3 +168,4 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     arch: ArchConfig = field(default_factory=ArchConfig)
     onestage: OneStageConfig = field(default_factory=OneStageConfig)
+    log: LogConfig = field(default_factory=LogConfig)

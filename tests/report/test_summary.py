@@ -234,3 +234,22 @@ def test_fingerprint_ignores_the_order_of_a_nodes_two_pairs():
     other = Genotype(tuple(moved), g.normal_concat, g.reduce, g.reduce_concat)
     assert same.fingerprint() == g.fingerprint() != other.fingerprint()
     assert g.skip_connects() == 3 and g.skip_connects("reduce") == 3
+
+
+def test_tensorboard_scalars_read_back_with_tensorboards_reader(tmp_path, cli):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = ["search", "--preset", "demo", "data.subset=128", *TINY, "epochs=3", "log.tensorboard=true"]
+    code, _, err = cli(*args, "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    expected = {"train_loss", "train_acc", "valid_acc", "lr", "recovery_s", "support_changes"}
+    assert expected <= set(tags["scalars"]), tags
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    loss = [e.value for e in events.Scalars("train_loss")]
+    assert [e.step for e in events.Scalars("train_loss")] == [0, 1, 2]
+    assert loss == pytest.approx([m["train_loss"] for m in history], rel=1e-6)  # stored as float32
+    assert [e.step for e in events.Scalars("support_changes")] == [1, 2]
+    assert "genotype/text_summary" in tags["tensors"]  # add_text: a text tensor
