@@ -59,7 +59,9 @@ def test_two_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_pa
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
         for cell in ("normal", "reduce"):
             za, zb = (np.concatenate(m["z"][cell]) for m in (a, b))
-            assert np.allclose(za, zb, rtol=1e-3, atol=1e-7)
+            # after the first epoch, Adam turns float-level differences in b's near-zero gradient
+            # components into steps of its learning rate (3e-4 on a z of 1e-2 after epoch 2, measured)
+            assert np.allclose(za, zb, rtol=1e-3, atol=1e-7 if a["epoch"] == 0 else 1e-3)
 
 
 def fused_bn_as_rank(rank: int, port: int, out: str) -> None:
