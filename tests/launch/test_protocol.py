@@ -3,6 +3,8 @@ what is unfinished, an evaluation stage without a finished search, and the proto
 
 import json
 
+import pytest
+
 from ista.launch.protocol import plan
 
 TINY = ["data.subset=128", "network.channels=4", "network.layers=3", "search.epochs=1", "eval.epochs=1",
@@ -20,6 +22,13 @@ def test_stages_and_their_overrides(tmp_path):
     assert search.overrides == ("epochs=3",) and evaluate.overrides == ("epochs=3", "epochs=7")
     assert darts.overrides == ("method=darts", "epochs=3") and darts_eval.after == ("darts-search",)
     assert evaluate.per_seed[1] == (f"genotype={tmp_path / 'search' / 'seed-1' / 'genotype.json'}",)
+    one = plan("one-stage", tmp_path, "cifar10-one-stage", [0, 1], [0, 1, 2, 3], ["eval.epochs=5"])
+    assert [s.name for s in one] == ["search", "eval-of-seed-0", "eval-of-seed-1"]
+    assert one[2].preset == "cifar10-eval" and one[2].seeds == (0, 1, 2, 3)
+    genotype = tmp_path / "search" / "seed-1" / "genotype.json"
+    assert one[2].overrides == (f"genotype={genotype}", "network.onestage=true", "epochs=5")
+    with pytest.raises(ValueError, match="protocol one-stage needs a one-stage preset; demo is method=ista"):
+        plan("one-stage", tmp_path, "demo", [0], [0], [])
     two = plan("two-stage", tmp_path, "demo", [0, 1], [0, 1, 2], [])
     assert two[1].preset == "demo-eval" and two[1].seeds == (0, 1, 2)
     assert two[1].overrides == (f"genotype=best:{tmp_path / 'search'}",)
