@@ -103,6 +103,24 @@ def job_info(job: str) -> str:
     return subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
 
 
+def start_requeued(job: str, deadline: float) -> str:
+    """Slurm holds a requeued job for 2 minutes; as the admin, let it start now: once it is pending (while
+    it is still completing, the requeue's own begin time replaces ours), its nodes have finished the old
+    allocation, and a new second has begun since its credential was revoked (slurmd compares whole
+    seconds: a job started in the same second is killed with "Job credential revoked")."""
+    while time.time() < deadline:
+        info = job_info(job)
+        if "Restarts=1" in info and "JobState=PENDING" in info:
+            break
+        time.sleep(0.2)
+    nodes = ["sinfo", "-h", "-N", "-o", "%T"]
+    while "comp" in subprocess.run(nodes, capture_output=True, text=True).stdout and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    return info
+
+
 @pytest.mark.parametrize("kind", PREEMPTED)
 def test_usr2_mid_epoch_requeues_and_the_run_ends_as_an_uninterrupted_one(tmp_path, write_cifar, kind):
     """Preemption as Slurm does it: USR2 to the job's steps inside an epoch; every rank finishes its step,
@@ -121,15 +139,8 @@ def test_usr2_mid_epoch_requeues_and_the_run_ends_as_an_uninterrupted_one(tmp_pa
     while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.05)  # epoch 0 is done: the ranks are in epoch 1's steps
     subprocess.run(["scancel", "--signal=USR2", job], check=True)  # to the job steps, as preemption does
-    while time.time() < deadline:
-        info = job_info(job)
-        if "Restarts=1" in info and "JobState=PENDING" in info:
-            break
-        time.sleep(0.2)
+    info = start_requeued(job, deadline)
     assert "Restarts=1" in info, info  # submitit requeued it
-    # Slurm holds a requeued job for 2 minutes; as the admin, let it start now. (Only once it is pending:
-    # while it is still completing, the requeue's own begin time replaces ours.)
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     for experiment in (straight, interrupted):
         while not (experiment / "seed-0" / "result.json").exists():
             assert time.time() < deadline, job_info(job)
@@ -172,10 +183,8 @@ def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks_and_requeues_on_u
         assert time.time() < deadline, "task 0 wrote no checkpoint"
         time.sleep(0.05)
     subprocess.run(["scancel", "--batch", "--signal=USR2", f"{job}_0"], check=True)
-    while "JobState=PENDING" not in (info := job_info(f"{job}_0")) and time.time() < deadline:
-        time.sleep(0.2)
+    info = start_requeued(f"{job}_0", deadline)
     assert "Restarts=1" in info, info + (tmp_path / "0.out").read_text()
-    subprocess.run(["scontrol", "update", f"JobId={job}_0", "StartTime=now"], check=True)
     # Poll ourselves: `sbatch --wait` backs off to 30 s between its own polls.
     while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
         assert time.time() < deadline, "the array did not finish"
@@ -183,7 +192,7 @@ def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks_and_requeues_on_u
     sacct = ["sacct", "-n", "-X", "-j", job, "-o", "State"]
     while time.time() < deadline:  # accounting can lag behind the queue
         states = subprocess.run(sacct, capture_output=True, text=True)
-        if states.stdout.split() == ["COMPLETED", "COMPLETED"]:
+        if not {"RUNNING", "PENDING", "REQUEUED", "COMPLETING"} & set(states.stdout.split()):
             break
         time.sleep(0.5)
     log = (tmp_path / "0.out").read_text()
