@@ -30,7 +30,6 @@ PROTOCOLS = ("two-stage", "independent", "consistency", "one-stage")
 EVAL_PRESET = {"demo": "demo-eval", "cifar10-two-stage": "cifar10-eval",
                "cifar10-two-stage-code": "cifar10-eval", "cifar10-darts": "cifar10-eval",
                "cifar10-one-stage": "cifar10-eval", "imagenet-one-stage": "imagenet-eval"}  # fmt: skip
-LIVE = ("pending", "running", "requeued", "running (requeued)")  # seeds not to submit again
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ def submit(folder: Path, name: str, stages: list[Stage], resources, wait=None) -
     """Submits what is unfinished, stage by stage; `wait(jobs)`, if given, waits for a stage's jobs before
     the next is submitted (the local and debug executors). Returns the protocol record (also written to
     protocol.json) and the submitted jobs."""
-    from ista.launch.status import seed_states
+    from ista.launch.status import LIVE_STATES, seed_states
     from ista.launch.submit import launch
 
     folder = folder.resolve()
@@ -130,7 +129,8 @@ def submit(folder: Path, name: str, stages: list[Stage], resources, wait=None) -
         # Only Slurm knows whether an earlier submission still runs; local and debug runs of the protocol
         # ended with the command that started them (a straggler would meet the run directory's lock).
         slurm = resources.cluster == "slurm"
-        queued = [states[s]["job"] for s in stage.seeds if slurm and states.get(s, {}).get("state") in LIVE]
+        live_now = {s for s, r in states.items() if slurm and r["state"] in LIVE_STATES}
+        queued = [states[s]["job"] for s in stage.seeds if s in live_now]
         todo = [s for s in stage.seeds if s not in states or states[s]["state"] != "done"]
         todo = [s for s in todo if states.get(s, {}).get("job") not in queued]
         after = tuple(job for dep in stage.after for job in live.get(dep, []))

@@ -110,26 +110,16 @@ def status_table(experiment: Path) -> Table:
 
 
 def print_status(folder: Path) -> list[dict[str, Any]]:
-    """The table of an experiment, or one per stage of a protocol folder; every seed's row."""
-    from ista.launch.protocol import PROTOCOL_RECORD
-
+    """The table of an experiment, or one per submitted stage of a protocol folder; every seed's row."""
     console = Console()
-    if not (Path(folder) / PROTOCOL_RECORD).is_file():
-        console.print(status_table(folder))
-        return seed_states(folder)
-    record = json.loads((Path(folder) / PROTOCOL_RECORD).read_text())
     rows = []
-    for stage in record["stages"]:
-        experiment = Path(stage["experiment"])
-        if not (experiment / "experiment.json").is_file():
-            console.print(f"stage {stage['name']}: nothing submitted yet")
-            continue
+    for experiment in experiments(folder):
         console.print(status_table(experiment))
         rows += seed_states(experiment)
     return rows
 
 
-LIVE_STATES = ("pending", "running", "requeued", "running (requeued)")
+LIVE_STATES = ("pending", "running", "requeued", "running (requeued)")  # a job that may still write
 
 
 def experiments(folder: Path) -> list[Path]:
