@@ -2,7 +2,7 @@
 # Builds the ista image from the repository root with podman or docker, whichever is there.
 #
 #   docker/build.sh [--tag ista:VERSION] [--local-base] [--use-host-pip] [--check] [--save ista.tar]
-#                   [-- BUILD_ARGS...]
+#                   [--sif ista.sif] [-- BUILD_ARGS...]
 #
 # --local-base     no registry needed: a Debian bookworm root made with debootstrap from the mirror apt
 #                  uses, imported as localhost/debian:bookworm, then a Python base on it
@@ -15,6 +15,11 @@
 #                  commands of docker/ista.def's %test; a failure names the check and exits 1.
 # --save FILE      also writes the image as a docker archive, for `apptainer build ista.sif
 #                  docker-archive://FILE` on a cluster that has Apptainer.
+# --sif FILE       also builds an Apptainer image from that archive through docker/ista.def (its labels,
+#                  help, environment and %test), where apptainer is installed.
+# A failing step is named on stderr ("build.sh: failed in: STEP"). Podman's layer cache is reused: the
+# Dockerfile orders its layers so that a change to ista rebuilds megabytes, and the image the tag named
+# before is removed once the new one is built, so repeated builds do not fill the disk.
 # Podman on hosts like the CI machine needs two settings, given here in a containers.conf through
 # CONTAINERS_CONF unless one is set: its default ulimits fail (setrlimit: Operation not permitted), and
 # crun refuses the host's cgroup layout, while runc works.
@@ -22,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml)
-tag="ista:$version" local_base=0 host_pip=0 check=0 save=""
+tag="ista:$version" local_base=0 host_pip=0 check=0 save="" sif=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --tag) tag=$2; shift 2 ;;
@@ -30,10 +35,16 @@ while [ $# -gt 0 ]; do
     --use-host-pip) host_pip=1; shift ;;
     --check) check=1; shift ;;
     --save) save=$2; shift 2 ;;
+    --sif) sif=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+if [ -n "$sif" ] && ! command -v apptainer >/dev/null; then
+  echo "build.sh: --sif needs apptainer, which is not installed here; build with --save FILE and run" \
+    "'apptainer build ista.sif docker-archive://FILE' where it is" >&2
+  exit 2
+fi
 
 if command -v podman >/dev/null; then
   engine=podman
@@ -48,7 +59,10 @@ elif command -v docker >/dev/null; then
 else
   echo "build.sh: neither podman nor docker is installed" >&2; exit 2
 fi
-step() { echo "== $*" >&2; }
+current="setup"
+step() { current=$*; echo "== $*" >&2; }
+set -E
+trap 'echo "build.sh: failed in: $current" >&2' ERR
 
 args=(-f docker/Dockerfile -t "$tag")
 # docker finds the ignore file by name; podman is told, and writes Docker's format (OCI's has no SHELL)
@@ -98,11 +112,28 @@ fi
 
 step "$engine build $tag"
 started=$(date +%s)
+before=$("$engine" image inspect "$tag" --format '{{.Id}}' 2>/dev/null || true)
 "$engine" build "${args[@]}" "$@" .
-echo "built $tag in $(( $(date +%s) - started )) s; size: $("$engine" image inspect "$tag" --format '{{.Size}}' | numfmt --to=iec)"
-if [ -n "$save" ]; then
-  "$engine" save --format docker-archive -o "$save" "$tag"
-  echo "saved $save: apptainer build ista.sif docker-archive://$save"
+after=$("$engine" image inspect "$tag" --format '{{.Id}}')
+size=$("$engine" image inspect "$tag" --format '{{.Size}}')
+echo "built $tag in $(( $(date +%s) - started )) s; size: $(numfmt --to=si "$size")B ($(numfmt --to=iec-i "$size")B)"
+if [ -n "$before" ] && [ "$before" != "$after" ]; then
+  "$engine" rmi "$before" >/dev/null 2>&1 || true  # the tag's previous image; its shared layers stay
+fi
+
+if [ -n "$save" ] || [ -n "$sif" ]; then
+  step "save $tag as a docker archive"
+  archive=${save:-$(mktemp --suffix=.tar)}
+  "$engine" save --format docker-archive -o "$archive" "$tag"
+  echo "saved $archive: apptainer build ista.sif docker-archive://$archive"
+fi
+if [ -n "$sif" ]; then
+  step "apptainer build $sif"
+  # ista.def as written starts from the Docker daemon's image; here it starts from the archive instead
+  definition=$(mktemp --suffix=.def)
+  sed "s|^Bootstrap: .*|Bootstrap: docker-archive|; s|^From: .*|From: $archive|" docker/ista.def > "$definition"
+  apptainer build --force "$sif" "$definition"
+  [ -n "$save" ] || rm -f "$archive"
 fi
 
 if [ "$check" = 1 ]; then

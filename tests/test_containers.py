@@ -53,11 +53,17 @@ def test_image_installs_what_ci_tests():
     pins = dict(re.findall(r"\b(torch|torchvision)==(\S+)", quick_start_commands()[1]))
     assert arg_default("TORCH_VERSION") == pins["torch"]
     assert arg_default("TORCHVISION_VERSION") == pins["torchvision"]
-    build, runtime = stages()["build"], stages()["runtime"]
-    assert '"torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" ".[ffcv]"' in build
+    base, build, runtime = stages()["base"], stages()["build"], stages()["runtime"]
+    pins = '"torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"'
+    assert pins in base
+    # pyproject.toml's dependencies and FFCV's pin from its ffcv extra, then ista's wheel without deps
+    assert 'project["dependencies"]' in build and 'project["optional-dependencies"]["ffcv"]' in build
+    assert f"{pins} -r /deps/requirements.txt" in runtime
+    assert "pip install --no-deps /dist/*.whl" in runtime and "pip check" in runtime
     ffcv_build = {"libopencv-dev", "libturbojpeg0-dev", "pkg-config"}  # what .ci/run installs for FFCV
     assert ffcv_build <= ci_packages() and ffcv_build <= apt_packages(build)
-    assert {"libgl1", "libglib2.0-0"} <= ci_packages() & apt_packages(runtime)
+    assert {"libgl1", "libglib2.0-0"} <= ci_packages() & apt_packages(base)
+    assert re.search(r"^FROM base AS runtime$", DOCKERFILE.read_text(), flags=re.M)
     python, debian = re.fullmatch(r"python:(\d+\.\d+)-slim-(\w+)", arg_default("PYTHON_IMAGE")).groups()
     assert "Python 3.11" in (ROOT / "README.md").read_text() and python == "3.11"
     codename = re.search(r"^VERSION_CODENAME=(\w+)", Path("/etc/os-release").read_text(), flags=re.M)
@@ -85,7 +91,7 @@ def test_runtime_stage_has_every_library_the_ffcv_extension_links():
         found = subprocess.run(["dpkg", "-S", f"*/{library}"], capture_output=True, text=True)
         owners.add(found.stdout.split(":", 1)[0])
     base = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}  # in every python:*-slim image
-    assert owners - base and owners - base <= apt_packages(stages()["runtime"]), owners
+    assert owners - base and owners - base <= apt_packages(stages()["base"]), owners  # runtime's base
 
 
 def test_image_runs_as_a_user_and_holds_no_licence():
@@ -169,3 +175,12 @@ def test_container_launch_binds_data_licence_and_experiment(tmp_path):
     assert done.returncode == 0, done.stderr
     binds = f"{tmp_path}/exp,{tmp_path}/beton,{licence}:{licence}:ro,/scratch/cache"
     assert f"apptainer exec --nv --bind {binds} ista.sif python3 -u -m submitit.core._submit" in done.stdout
+
+
+def test_build_script_refuses_sif_without_apptainer(tmp_path):
+    """--sif is checked before anything is built: without apptainer it says what to do instead."""
+    if shutil.which("apptainer"):
+        pytest.skip("apptainer is installed here")
+    build = ["bash", str(ROOT / "docker" / "build.sh"), "--sif", str(tmp_path / "ista.sif")]
+    done = subprocess.run(build, capture_output=True, text=True)
+    assert done.returncode == 2 and "--save FILE" in done.stderr and "docker-archive://" in done.stderr
