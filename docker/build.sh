@@ -60,7 +60,7 @@ else
   echo "build.sh: neither podman nor docker is installed" >&2; exit 2
 fi
 current="setup"
-step() { current=$*; echo "== $*" >&2; }
+step() { current=$*; echo "== [${SECONDS} s] $*" >&2; }
 set -E
 trap 'echo "build.sh: failed in: $current" >&2' ERR
 
@@ -150,3 +150,4 @@ if [ "$check" = 1 ]; then
   run --entrypoint bash "$tag" -c "$test_section" >/dev/null || fail "ista.def's %test"
   echo "image checks passed: version, params DARTS_V2 = host's, 2-epoch demo, ista.def %test"
 fi
+echo "build.sh: done in ${SECONDS} s"
