@@ -72,6 +72,26 @@ def position(run_dir: Path):
         return None
 
 
+def kill_at_a_step_checkpoint(process: subprocess.Popen, run_dir: Path, target: int):
+    """SIGKILL once the run's checkpoint is a step checkpoint at step `target` or later. The run is stopped
+    (SIGSTOP, until the kernel shows it stopped) while the file is read, so it cannot move on to its
+    epoch's end between the look and the kill; steps of these tiny jobs are shorter than one look."""
+
+    def stopped_there():
+        process.send_signal(signal.SIGSTOP)
+        stat = Path(f"/proc/{process.pid}/stat")
+        while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in "TtZX":
+            time.sleep(0.001)
+        if (at := position(run_dir)) and at["step"] >= target:
+            process.send_signal(signal.SIGKILL)
+            return at
+        process.send_signal(signal.SIGCONT)
+
+    at = wait_for(stopped_there, process)
+    process.wait(timeout=60)
+    return at
+
+
 @pytest.mark.parametrize("job", [SEARCH, TRAIN], ids=["two-stage search", "training"])
 def test_sigkill_after_a_periodic_step_checkpoint_resumes_exactly(tmp_path, write_cifar, job):
     if job is TRAIN:
@@ -81,11 +101,8 @@ def test_sigkill_after_a_periodic_step_checkpoint_resumes_exactly(tmp_path, writ
     every = ["checkpoint_every_s=1e-9"]
     target = random.Random().randint(1, 5)
     interrupted = start(job, tmp_path / "killed", *every)
-    wait_for(lambda: (p := position(tmp_path / "killed")) and p["step"] >= target, interrupted)
-    interrupted.send_signal(signal.SIGKILL)  # a node that dies: no signal handler runs
-    interrupted.wait(timeout=60)
-    at = position(tmp_path / "killed")
-    assert at is not None and at["world_size"] == 1, "the run ended before it was killed"
+    at = kill_at_a_step_checkpoint(interrupted, tmp_path / "killed", target)  # a dying node: no handler runs
+    assert at["world_size"] == 1
     finish(job, tmp_path / "killed", *every)  # the same command again, on the lock the dead run left
     env = json.loads((tmp_path / "killed" / "env.json").read_text())
     assert (env["resumed_from_epoch"], env["resumed_from_step"]) == (at["epoch"], at["step"])
