@@ -86,6 +86,7 @@ if [ "$local_base" = 1 ]; then
 fi
 
 if [ "$host_pip" = 1 ]; then
+  step "this host's pip configuration"
   # pip's merged view of this host (files and PIP_* variables), as one file mounted over /etc/pip.conf
   conf=$(mktemp --suffix=.conf)
   python3 - "$conf" <<'EOF'

@@ -54,11 +54,11 @@ def test_image_installs_what_ci_tests():
     assert arg_default("TORCH_VERSION") == pins["torch"]
     assert arg_default("TORCHVISION_VERSION") == pins["torchvision"]
     base, build, runtime = stages()["base"], stages()["build"], stages()["runtime"]
-    pins = '"torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"'
-    assert pins in base
+    torch_pins = '"torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"'
+    assert torch_pins in base
     # pyproject.toml's dependencies and FFCV's pin from its ffcv extra, then ista's wheel without deps
     assert 'project["dependencies"]' in build and 'project["optional-dependencies"]["ffcv"]' in build
-    assert f"{pins} -r /deps/requirements.txt" in runtime
+    assert f"{torch_pins} -r /deps/requirements.txt" in runtime
     assert "pip install --no-deps /dist/*.whl" in runtime and "pip check" in runtime
     ffcv_build = {"libopencv-dev", "libturbojpeg0-dev", "pkg-config"}  # what .ci/run installs for FFCV
     assert ffcv_build <= ci_packages() and ffcv_build <= apt_packages(build)
