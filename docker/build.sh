@@ -10,6 +10,7 @@
 # --use-host-pip   pip in the build uses this host's package sources and CA bundle (its pip configuration,
 #                  PIP_* variables, and the local paths they name), mounted read-only for the build's
 #                  steps and left out of the image: what a proxy, a wheel mirror or a private CA needs.
+#                  Podman only (docker build has no mounts for the build's steps).
 # --check          then runs, inside the image as its non-root user: `ista --version`, `python -m ista
 #                  params DARTS_V2` (the count must equal this host's), a 2-epoch CPU demo, and the
 #                  commands of docker/ista.def's %test; a failure names the check and exits 1.
@@ -56,6 +57,10 @@ if command -v podman >/dev/null; then
   fi
 elif command -v docker >/dev/null; then
   engine=docker
+  if [ "$host_pip" = 1 ]; then  # its files reach the build's steps as podman build -v mounts
+    echo "build.sh: --use-host-pip needs podman: docker build cannot mount files into the build's steps" >&2
+    exit 2
+  fi
 else
   echo "build.sh: neither podman nor docker is installed" >&2; exit 2
 fi
@@ -68,7 +73,7 @@ args=(-f docker/Dockerfile -t "$tag")
 # docker finds the ignore file by name; podman is told, and writes Docker's format (OCI's has no SHELL)
 [ "$engine" = podman ] && args+=(--ignorefile docker/Dockerfile.dockerignore --format docker)
 if [ "$local_base" = 1 ]; then
-  if ! "$engine" image exists localhost/debian:bookworm 2>/dev/null; then
+  if ! "$engine" image inspect localhost/debian:bookworm >/dev/null 2>&1; then
     mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
     mirror=${mirror:-http://deb.debian.org/debian}
     step "debootstrap bookworm from $mirror"
@@ -77,7 +82,7 @@ if [ "$local_base" = 1 ]; then
     tar -C "$root" -c . | "$engine" import - localhost/debian:bookworm >/dev/null
     rm -rf "$root"
   fi
-  if ! "$engine" image exists localhost/ista-python:bookworm 2>/dev/null; then
+  if ! "$engine" image inspect localhost/ista-python:bookworm >/dev/null 2>&1; then
     step "a Python base on it"
     printf 'FROM localhost/debian:bookworm\nRUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-dev ca-certificates && rm -rf /var/lib/apt/lists/* && ln -s /usr/bin/python3 /usr/local/bin/python\n' \
       | "$engine" build -t localhost/ista-python:bookworm -f - . >/dev/null
@@ -112,12 +117,12 @@ EOF
 fi
 
 step "$engine build $tag"
-started=$(date +%s)
+started=$SECONDS
 before=$("$engine" image inspect "$tag" --format '{{.Id}}' 2>/dev/null || true)
 "$engine" build "${args[@]}" "$@" .
 after=$("$engine" image inspect "$tag" --format '{{.Id}}')
 size=$("$engine" image inspect "$tag" --format '{{.Size}}')
-echo "built $tag in $(( $(date +%s) - started )) s; size: $(numfmt --to=si "$size")B ($(numfmt --to=iec-i "$size")B)"
+echo "built $tag in $((SECONDS - started)) s; size: $(numfmt --to=si "$size")B ($(numfmt --to=iec-i "$size")B)"
 if [ -n "$before" ] && [ "$before" != "$after" ]; then
   "$engine" rmi "$before" >/dev/null 2>&1 || true  # the tag's previous image; its shared layers stay
 fi
@@ -125,7 +130,9 @@ fi
 if [ -n "$save" ] || [ -n "$sif" ]; then
   step "save $tag as a docker archive"
   archive=${save:-$(mktemp --suffix=.tar)}
-  "$engine" save --format docker-archive -o "$archive" "$tag"
+  save_format=()  # docker save writes a docker archive; podman is told
+  [ "$engine" = podman ] && save_format=(--format docker-archive)
+  "$engine" save "${save_format[@]}" -o "$archive" "$tag"
   echo "saved $archive: apptainer build ista.sif docker-archive://$archive"
 fi
 if [ -n "$sif" ]; then
