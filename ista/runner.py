@@ -6,6 +6,7 @@ directory's lock (`ista.lock`), with step checkpoints on preemption signals and 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngi
     if config.method == "train":
         method = Method(config, model)
     elif config.method == "onestage":
-        method = OneStage(config, model, code, dataset)
+        method = OneStage(config, model, code)
     elif config.method == "ista":
         method = TwoStage(config, model, code)
     else:
@@ -250,6 +251,13 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
         _set_rng_state(rng)
         history = state["history"]
         resumed = {"epoch": start_epoch, "step": position["step"] if position else 0}
+        written_amp = state["task"].get("amp", str(task.dtype))
+        if written_amp != str(task.dtype):  # amp=auto on another kind of GPU: the run goes on, not exactly
+            resumed["amp"] = written_amp
+            if main:
+                print(f"ista: {run_dir} was written with autocast {written_amp} and goes on with "
+                      f"{task.dtype} (amp={config.amp} on {device}); a run started with amp=bf16 or amp=fp16 "
+                      "keeps its precision on any GPU", file=sys.stderr)  # fmt: skip
     run_facts = {
         "device": str(device),
         "world_size": world,
@@ -263,6 +271,7 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
         "channels_last": task.channels_last,
         "resumed_from_epoch": resumed and resumed["epoch"],
         "resumed_from_step": resumed and resumed["step"],
+        "amp_before_resume": resumed and resumed.get("amp"),  # set when amp=auto resolved differently
         "lock_taken_over_from": lock and lock.took_over,  # a dead run's lock this run took over
     }
     if main:

@@ -2,7 +2,9 @@
 
 Every loader hands over uint8 crops; `finish` turns them into the network's input. Cutout and colour
 jitter are done here for every loader (in-memory, torchvision folder, FFCV), so the three paths apply
-the same augmentation with the same code.
+the same augmentation with the same code. The per-image draws come from a generator on the batch's own
+device: on a GPU a draw made on the host and copied over would wait for the GPU's queue to drain. The one
+choice Python acts on, the colour jitter's order, comes from a host generator (`order_g`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ class Finish:
     cutout: int = 0  # side of the zeroed square after normalisation (DARTS: 16), 0 = off
     jitter: bool = False
 
-    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, g: torch.Generator, order_g: torch.Generator | None = None):
         x = x.float().div_(255)
         if self.jitter:
-            x = color_jitter(x, g)
+            x = color_jitter(x, g, order_g=order_g)
         mean, std = _channel_stats(self.mean, self.std, x.device)
         x = (x - mean) / std
         return cutout(x, self.cutout, g) if self.cutout else x
@@ -39,15 +41,15 @@ def _channel_stats(mean, std, device: torch.device) -> tuple[torch.Tensor, torch
     return tuple(torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
-    return (low + (high - low) * torch.rand(n, generator=g)).to(device)
+def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=g, device=g.device)
 
 
 def random_crop_flip(x: torch.Tensor, g: torch.Generator, padding: int = 4) -> torch.Tensor:
     """Zero-pad by `padding`, crop back at a random offset, flip half of the images (§11.9)."""
     n, _, h, w = x.shape
-    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=g).to(x.device)
-    flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=g, device=g.device)
+    flip = torch.rand(n, generator=g, device=g.device) < 0.5
     padded = torch.nn.functional.pad(x, (padding,) * 4)
     rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # n×h×1
     cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # n×1×w
@@ -59,8 +61,8 @@ def random_crop_flip(x: torch.Tensor, g: torch.Generator, padding: int = 4) -> t
 def cutout(x: torch.Tensor, length: int, g: torch.Generator) -> torch.Tensor:
     """DARTS' cutout: a length×length square centred anywhere (clipped at the border) set to 0."""
     n, _, h, w = x.shape
-    centre = torch.stack([torch.randint(0, h, (n,), generator=g), torch.randint(0, w, (n,), generator=g)])
-    centre = centre.to(x.device)
+    draw = {"generator": g, "device": g.device}
+    centre = torch.stack([torch.randint(0, h, (n,), **draw), torch.randint(0, w, (n,), **draw)])
     rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
     in_rows = (rows >= centre[0, :, None] - length // 2) & (rows < centre[0, :, None] + length // 2)
     in_cols = (cols >= centre[1, :, None] - length // 2) & (cols < centre[1, :, None] + length // 2)
@@ -68,18 +70,24 @@ def cutout(x: torch.Tensor, length: int, g: torch.Generator) -> torch.Tensor:
     return x * keep[:, None]
 
 
-def color_jitter(x: torch.Tensor, g: torch.Generator, strength: tuple[float, ...] = JITTER) -> torch.Tensor:
-    """torchvision's ColorJitter on images in [0, 1]: its factors drawn per image, the four
-    adjustments in one random order per batch (torchvision draws the order per image)."""
+def color_jitter(
+    x: torch.Tensor,
+    g: torch.Generator,
+    strength: tuple[float, ...] = JITTER,
+    order_g: torch.Generator | None = None,
+) -> torch.Tensor:
+    """torchvision's ColorJitter on images in [0, 1]: its factors drawn per image (from `g`, on the
+    images' device), the four adjustments in one random order per batch (from `order_g`, a host generator,
+    `g` if None; torchvision draws the order per image)."""
     n = len(x)
     brightness, contrast, saturation, hue = strength
     factors = {
-        "brightness": _uniform(n, 1 - brightness, 1 + brightness, g, x.device)[:, None, None, None],
-        "contrast": _uniform(n, 1 - contrast, 1 + contrast, g, x.device)[:, None, None, None],
-        "saturation": _uniform(n, 1 - saturation, 1 + saturation, g, x.device)[:, None, None, None],
-        "hue": _uniform(n, -hue, hue, g, x.device)[:, None, None],
+        "brightness": _uniform(n, 1 - brightness, 1 + brightness, g)[:, None, None, None],
+        "contrast": _uniform(n, 1 - contrast, 1 + contrast, g)[:, None, None, None],
+        "saturation": _uniform(n, 1 - saturation, 1 + saturation, g)[:, None, None, None],
+        "hue": _uniform(n, -hue, hue, g)[:, None, None],
     }
-    for i in torch.randperm(4, generator=g).tolist():
+    for i in torch.randperm(4, generator=order_g or g).tolist():
         name = ("brightness", "contrast", "saturation", "hue")[i]
         f = factors[name]
         if name == "brightness":

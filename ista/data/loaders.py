@@ -72,10 +72,17 @@ class BatchLoader:
     def __len__(self) -> int:
         return -(-len(rank_shard(self.indices, self.rank, self.world, self.shuffle)) // self.batch_size)
 
-    def epoch(self, seed: int, epoch: int, batches: int = 0, generator: State | None = None) -> Pass:
-        """The epoch's batches, from batch `batches` on with the augmentation generator in state
-        `generator` (a `Pass.state` of an interrupted pass), or from the start."""
-        return Pass(self, seed, epoch, batches, generator)
+    def epoch(
+        self,
+        seed: int,
+        epoch: int,
+        batches: int = 0,
+        generator: State | None = None,
+        device_generator: State | None = None,
+    ) -> Pass:
+        """The epoch's batches, from batch `batches` on with the augmentation generators in the states of
+        an interrupted pass (`Pass.state`), or from the start."""
+        return Pass(self, seed, epoch, batches, generator, device_generator)
 
     def cycle(self, seed: int, epoch: int, state: dict[str, Any] | None = None) -> Cycle:
         """Cycles through the set, a new order each round (the b-half in Algorithm 1)."""
@@ -99,16 +106,41 @@ class BatchLoader:
 
 
 class Pass:
-    """One pass over a loader's order, that can say where it is."""
+    """One pass over a loader's order, that can say where it is.
 
-    def __init__(self, loader: BatchLoader, seed: int, epoch: int, start: int, generator: State | None):
+    Its augmentation draws come from a host generator and, on a GPU, from a device generator seeded by the
+    host one, so that per-image draws are made where the batch lives; on the CPU the two are one."""
+
+    def __init__(
+        self,
+        loader: BatchLoader,
+        seed: int,
+        epoch: int,
+        start: int,
+        generator: State | None,
+        device_generator: State | None = None,
+    ):
         order_g = epoch_generator(seed, epoch, loader.stream)
         rank, stream = loader.rank, loader.stream
         # rank 0 continues the order's stream, so a 1-process run is unchanged by the sharding
-        self.augment_g = order_g if rank == 0 else rank_generator(seed, epoch, stream, rank)
+        self.host_g = order_g if rank == 0 else rank_generator(seed, epoch, stream, rank)
         order = loader.plan(order_g)  # drawn first: a resumed pass then takes the generator where it was
-        if generator is not None:
-            self.augment_g.set_state(generator)
+        self.augment_g = self.host_g
+        if loader.device.type != "cpu":
+            seed_draw = int(torch.randint(2**62, (), generator=self.host_g))
+            self.augment_g = torch.Generator(loader.device).manual_seed(seed_draw)
+        try:
+            if generator is not None:
+                self.host_g.set_state(generator)
+            if (device_generator is None) != (self.augment_g is self.host_g):
+                raise ValueError("its augmentation generators were drawn on another kind of device")
+            if device_generator is not None:
+                self.augment_g.set_state(device_generator)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(
+                f"cannot continue the interrupted pass of epoch {epoch} on {loader.device} ({err}); resume "
+                "on the kind of device that wrote the checkpoint, or from an epoch-end checkpoint"
+            ) from None
         self.finish, self.taken = loader.finish, start
         self._batches = loader._batches(seed, epoch, order, self.augment_g, start)
 
@@ -118,11 +150,14 @@ class Pass:
     def __next__(self) -> Batch:
         x, y = next(self._batches)
         self.taken += 1
-        return self.finish(x, self.augment_g), y
+        return self.finish(x, self.augment_g, self.host_g), y
 
     def state(self) -> dict[str, Any]:
-        """Where the pass is: batches taken so far and the augmentation generator's state after them."""
-        return {"batches": self.taken, "generator": self.augment_g.get_state()}
+        """Where the pass is: batches taken so far and the augmentation generators' states after them."""
+        state = {"batches": self.taken, "generator": self.host_g.get_state()}
+        if self.augment_g is not self.host_g:
+            state["device_generator"] = self.augment_g.get_state()
+        return state
 
 
 class Cycle:
@@ -131,7 +166,7 @@ class Cycle:
     def __init__(self, loader: BatchLoader, seed: int, epoch: int, state: dict[str, Any] | None = None):
         self.loader, self.seed, self.epoch = loader, seed, epoch
         self.round = state["round"] if state else 0
-        where = {"batches": state["batches"], "generator": state["generator"]} if state else {}
+        where = {k: v for k, v in state.items() if k != "round"} if state else {}
         self.current = loader.epoch(seed, epoch * 1000 + self.round, **where)
 
     def __iter__(self) -> Cycle:
@@ -154,12 +189,15 @@ class ImageLoader(BatchLoader):
 
     def __init__(self, data: ImageSet, indices, batch_size: int, finish: Finish, *, crop=False, **kwargs):
         super().__init__(indices, batch_size, finish, **kwargs)
-        self.data, self.crop = data, crop
+        # on the device once (`open_split` puts the set there): batches are cut there, with no copy
+        self.images, self.labels = data.images.to(self.device), data.labels.to(self.device)
+        self.crop = crop
 
     def _batches(self, seed, epoch, order, augment_g, start):
+        order = order.to(self.device)  # one copy per pass
         for first in range(start * self.batch_size, len(order), self.batch_size):
             chosen = order[first : first + self.batch_size]
-            x = self.data.images[chosen].to(self.device, non_blocking=True)
+            x = self.images[chosen]
             if self.crop:
                 x = random_crop_flip(x, augment_g)
-            yield x, self.data.labels[chosen].to(self.device, non_blocking=True)
+            yield x, self.labels[chosen]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,11 +89,38 @@ def use_cpus(cpus: int | None) -> None:
         os.environ[name] = str(cpus)
 
 
+class PlacementError(ValueError):
+    """Ranks and GPUs do not match: one line before NCCL fails with a message that names neither."""
+
+
+def gpu_index(local_rank: int, visible: int) -> int:
+    """This task's GPU among the `visible` ones: the one of its local rank, or the only one a task sees
+    when Slurm binds one GPU to each task (--gpus-per-task). More tasks than GPUs is an error."""
+    if local_rank < visible:
+        return local_rank
+    if visible == 1:
+        return 0  # bound to its own GPU, or sharing one: `check_gpus` tells the two apart
+    raise PlacementError(
+        f"local rank {local_rank} on a node where {visible} GPUs are visible: more tasks per node than GPUs, "
+        f"and NCCL cannot run two ranks on one GPU; start at most {visible} tasks per node (ista launch: "
+        "--tasks-per-node = --gpus-per-node)"
+    )
+
+
+def shared_gpus(devices: list[tuple[str, str]]) -> str | None:
+    """Which ranks share a GPU, from every rank's (host, GPU UUID); None if none do."""
+    ranks: dict[tuple[str, str], list[int]] = {}
+    for rank, device in enumerate(devices):
+        ranks.setdefault(device, []).append(rank)
+    shared = [f"ranks {', '.join(map(str, r))} on {host}" for (host, _), r in ranks.items() if len(r) > 1]
+    return "; ".join(shared) or None
+
+
 def start(placement: Placement, device: str, timeout_s: float) -> torch.device:
     """Joins the process group (NCCL on GPUs, gloo on CPUs) and returns this rank's device."""
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
-        torch.cuda.set_device(placement.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(gpu_index(placement.local_rank, torch.cuda.device_count()))
     global _control
     if placement.world_size > 1 and not dist.is_initialized():
         dist.init_process_group(
@@ -104,6 +132,12 @@ def start(placement: Placement, device: str, timeout_s: float) -> torch.device:
         )
         # the per-step stop decision is a host value: on GPUs it goes over gloo, never syncing the device
         _control = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s)) if use_cuda else None
+        if use_cuda:  # before NCCL's first collective, over gloo
+            uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+            devices: list = [None] * placement.world_size
+            dist.all_gather_object(devices, (socket.gethostname(), uuid), group=_control)
+            if shared := shared_gpus(devices):
+                raise PlacementError(f"two ranks were given one GPU ({shared}); give each task its own GPU")
     return torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
 
 

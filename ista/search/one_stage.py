@@ -23,24 +23,37 @@ import numpy as np
 from torch import nn
 
 from ista.config.schema import RunConfig
-from ista.space.counting import count_params_m
-from ista.space.encoding import NODE_OFFSETS, NODE_SIZES
+from ista.space.encoding import CODE_SIZE, NODE_OFFSETS, NODE_SIZES, flat_indices
 from ista.space.genotypes import Genotype
-from ista.space.networks import build_eval_network
 from ista.sparse.code import NODES, SparseCode, Z, as_arrays, as_tensors, node_name
+from ista.sparse.measurement import CELL_TYPES
+from ista.sparse.support import top_support
 from ista.train.schedules import drop_path_at, learning_rate
 from ista.train.step import Method, Weights
 
 
+def candidate_sizes(model: nn.Module) -> tuple[int, dict[str, np.ndarray]]:
+    """(parameters outside the cells' candidate ops, per cell type each of the 98 candidates' parameters
+    summed over the cells of that type), auxiliary head excluded as in `count_params_m`."""
+    per_candidate = {cell: np.zeros(CODE_SIZE, dtype=np.int64) for cell in CELL_TYPES}
+    for cell in model.cells:
+        per_candidate["reduce" if cell.reduction else "normal"] += [
+            sum(p.numel() for p in op.parameters()) for op in cell.ops
+        ]
+    total = sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
+    return total - int(sum(v.sum() for v in per_candidate.values())), per_candidate
+
+
 class OneStage(Method):
-    def __init__(self, config: RunConfig, model: nn.Module, code: SparseCode, dataset: str = "cifar10"):
+    def __init__(self, config: RunConfig, model: nn.Module, code: SparseCode):
         super().__init__(config, model)
-        self.code, self.dataset = code, dataset
+        self.code = code
         code.on_adopt = lambda c: model.set_support(*c.supports())
         self.frozen = {node: False for node in NODES}
         self.terminated_at: dict[str, int] = {}  # "normal/0" → epoch after whose recovery it terminated
         self.train_start: int | None = None  # first epoch of the training phase
         self.steps = 0
+        self.sizes = candidate_sizes(model)
         self._apply_freezing()
         self.code.adopt(self.code.recover())
         self.previous: Z = self.code.z  # z_prev of the termination test: the last epoch's adopted z
@@ -58,22 +71,22 @@ class OneStage(Method):
     def searching(self) -> list[tuple[str, int]]:
         return [node for node in NODES if not self.frozen[node]]
 
-    def target_params_m(self, genotype: Genotype) -> float:
-        """Parameters (M) of the genotype's one-stage target net of this run's size (the cap's measure)."""
-        net = build_eval_network(
-            genotype,
-            self.dataset,
-            self.config.network.channels,
-            self.config.network.layers,
-            num_classes=self.model.classifier.out_features,
-            onestage=True,
-            in_channels=self.model.stem0[0].in_channels,
+    def target_params_m(self, z: Z) -> float:
+        """Parameters (M) of z's one-stage target net of this run's size (the cap's measure), without
+        building it: the super-net holds that net's every op, so they are the super-net's parameters
+        outside the cells' candidates plus those of the candidates on z's supports."""
+        outside, per_candidate = self.sizes
+        chosen = (
+            per_candidate[cell][flat]
+            for cell in CELL_TYPES
+            for node in flat_indices([top_support(z_j) for z_j in z[cell]])
+            for flat in node
         )
-        return count_params_m(net)
+        return (outside + sum(chosen)) / 1e6
 
     def _capped(self, z: Z) -> tuple[bool, float]:
         """(rejected, params in M) of z's genotype under `onestage.param_cap`."""
-        params = self.target_params_m(self.code.genotype(z))
+        params = self.target_params_m(z)
         cap = self.config.onestage.param_cap
         return bool(cap) and params >= cap, params
 

@@ -44,8 +44,9 @@ def recover_on_rank0(
 ) -> list[np.ndarray]:
     """`recover` on rank `src`, then every rank receives rank src's z (float64).
 
-    Other ranks never solve and ignore their own b. If the solve fails on rank src, it sends NaNs, so the
-    other ranks raise `SolverError` at once instead of waiting in the broadcast.
+    Other ranks never solve and ignore their own b. If the solve fails on rank src, whatever the error, it
+    sends NaNs and then its reason, so the other ranks raise `SolverError` with that reason at once instead
+    of waiting in the broadcast until the backend's timeout (NCCL's watchdog: 30 minutes by default).
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return recover(A, b, lam, solver)
@@ -56,12 +57,14 @@ def recover_on_rank0(
     if dist.get_rank() == src:
         try:
             payload.copy_(torch.from_numpy(np.concatenate(recover(A, b, lam, solver))))
-        except (ValueError, SolverError) as err:
+        except Exception as err:  # any error: the other ranks are waiting in the broadcast below
             error = err
     dist.broadcast(payload, src)
-    if error is not None:
-        raise error
     z = payload.cpu().numpy()
-    if np.isnan(z).any():
-        raise SolverError(f"sparse recovery failed on rank {src}; see its log for the reason")
+    if np.isnan(z).any():  # only then a second message: rank src's reason
+        box = [f"{type(error).__name__}: {error}" if error else "its solution is not finite"]
+        dist.broadcast_object_list(box, src)
+        if error is not None:
+            raise error
+        raise SolverError(f"sparse recovery failed on rank {src}: {box[0]}")
     return np.split(z, np.cumsum(widths)[:-1])

@@ -20,7 +20,7 @@ from torch import nn
 
 from ista.config.schema import RunConfig
 from ista.data.loaders import Batch
-from ista.distributed.runtime import all_reduce_sum, average_gradients, wrap
+from ista.distributed.runtime import all_reduce_sum, any_rank, average_gradients, wrap
 from ista.train.checkpoint import CheckpointError
 from ista.train.engine import Stats, classification_stats
 from ista.train.schedules import drop_path_at, learning_rate
@@ -30,11 +30,15 @@ CHECKPOINT_FORMAT = 2  # the layout of `StepEngine.state_dict`; 1 = ista 0.1's p
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """None (full precision), torch.bfloat16 or torch.float16; `auto` is bf16/fp16 on CUDA, off on CPU."""
+    """None (full precision), torch.bfloat16 or torch.float16; `auto` is off on the CPU and, on CUDA, bf16
+    where every rank's GPU computes it natively (compute capability 8.0 on), fp16 with the gradient scaler
+    otherwise. torch's default test counts emulated bf16 as support, which would make a V100 or T4 run
+    slow bf16; and the ranks must agree, since DDP cannot average scaled and unscaled gradients."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.float16 if any_rank([int(not native)])[0] else torch.bfloat16
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
@@ -79,6 +83,26 @@ class Method:
         self.done = state["done"]
 
 
+class Together:
+    """Optimizers whose gradients come from one backward pass, shown to the gradient scaler as one (it reads
+    only `param_groups` and calls `step`): it unscales and checks all their gradients, plus `extra` ones
+    that only enter the clip norm, so an fp16 overflow anywhere skips every step and lowers the scale, and
+    no part steps on gradients that an infinite clip norm has zeroed."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer], extra: list[nn.Parameter] | None = None):
+        self.optimizers, self.extra = optimizers, extra or []
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        groups = [group for optimizer in self.optimizers for group in optimizer.param_groups]
+        return groups + ([{"params": self.extra}] if self.extra else [])
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            if any(p.grad is not None for group in optimizer.param_groups for p in group["params"]):
+                optimizer.step()
+
+
 class StepEngine:
     """Runs a method's steps: the `Task` that `ista.train.engine.run_epochs` drives."""
 
@@ -101,6 +125,14 @@ class StepEngine:
         if self.channels_last:
             method.model.to(memory_format=torch.channels_last)
         self.lr, self.drop_path = o.lr, 0.0
+        # what W's step is to the scaler: with the one-stage search's joint loss, b's Adam step too (first,
+        # as the official code); with the official two-stage clip, b's gradient that joins W's clip norm
+        joint = bool(arch) and not method.bilevel
+        clip_arch = bool(arch) and o.clip_arch
+        self.w_step = Together(
+            [self.arch_optimizer, self.w_optimizer] if joint else [self.w_optimizer],
+            arch if method.bilevel and clip_arch else None,
+        )
         self._wrap()
 
     @property
@@ -152,70 +184,52 @@ class StepEngine:
             )
         return loss
 
-    def _step_arch(self, arch: list[nn.Parameter]) -> None:
-        if self.arch_optimizer is None or all(p.grad is None for p in arch):
-            return  # nothing learns (every one-stage node has terminated)
-        average_gradients(arch)
-        self.scaler.unscale_(self.arch_optimizer)
-        self.scaler.step(self.arch_optimizer)
-
-    def _arch_step(self, held_out: Batch, arch: list[nn.Parameter]) -> Stats:
+    def _arch_step(self, held_out: Batch, arch: list[nn.Parameter]) -> tuple[Stats, list | None]:
         """Algorithm 1's architecture step on a held-out batch with the current W (not through DDP: the
-        architecture's gradients are averaged by hand, and W's are not needed)."""
+        architecture's gradients are averaged by hand, and W's are not needed). Returns b's held-out
+        gradient, still scaled, for the official clip (`optim.clip_arch`), else None."""
         x, y = held_out
         self.arch_optimizer.zero_grad(set_to_none=True)
         logits, aux = self.forward(self.model, x, self.arch_weights())
         loss = self.loss(logits, aux, y)
         self.scaler.scale(loss).backward(inputs=arch)
-        self._step_arch(arch)
-        return classification_stats("arch", logits, y, loss)
-
-    def _add_training_part(self, arch: list[nn.Parameter], held: list[torch.Tensor | None]) -> None:
-        """The official two-stage clip norm: b's gradient is the held-out part (already unscaled and
-        averaged) plus the training loss's part (unscaled and averaged here)."""
-        if self.scaler.is_enabled():
-            inverse = 1.0 / self.scaler.get_scale()
-            for p in arch:
-                if p.grad is not None:
-                    p.grad.mul_(inverse)
-        average_gradients(arch)
-        for p, h in zip(arch, held, strict=True):
-            p.grad = h if p.grad is None else p.grad if h is None else p.grad + h
+        average_gradients(arch)  # before the overflow check, so that every rank decides alike
+        held = [None if p.grad is None else p.grad.clone() for p in arch] if self.w_step.extra else None
+        self.scaler.unscale_(self.arch_optimizer)
+        self.scaler.step(self.arch_optimizer)
+        return classification_stats("arch", logits, y, loss), held
 
     def train_step(self, batch: Batch, held_out: Batch | None) -> Stats:
         arch = self.method.arch_parameters()
         stats: Stats = {}
+        held = None
         if self.method.bilevel:
             if held_out is None:
                 raise ValueError(f"method={self.config.method} needs batches of the held-out half")
-            stats.update(self._arch_step(held_out, arch))
+            arch_stats, held = self._arch_step(held_out, arch)
+            stats.update(arch_stats)
         joint = bool(arch) and not self.method.bilevel  # one batch and one loss for the architecture and W
-        clip_arch = bool(arch) and self.config.optim.clip_arch
-        held = None
-        if self.method.bilevel and clip_arch:
-            held = [p.grad for p in arch]
-            for p in arch:
-                p.grad = None
+        clip_arch = bool(arch) and self.config.optim.clip_arch  # b's gradient joins W's clip norm
         x, y = batch
         self.w_optimizer.zero_grad(set_to_none=True)
-        if joint:
+        if joint or held is not None:
             self.arch_optimizer.zero_grad(set_to_none=True)
         logits, aux = self.forward(self.forward_model, x, self.arch_weights(grad=joint or clip_arch))
         loss = self.loss(logits, aux, y)
         self.scaler.scale(loss).backward()
-        if joint:
-            self._step_arch(arch)  # Adam on b before W's step, as the official one-stage code
-        self.scaler.unscale_(self.w_optimizer)
-        clipped = self.w_parameters
-        if held is not None:
-            self._add_training_part(arch, held)
-        if clip_arch:
-            clipped = [*clipped, *arch]
+        if joint or held is not None:
+            average_gradients(arch)  # before the overflow check, so that every rank decides alike
+        if held is not None:  # the official two-stage clip norm: b's held-out part plus its training part
+            for p, h in zip(arch, held, strict=True):
+                p.grad = h if p.grad is None else p.grad if h is None else p.grad + h
+        self.scaler.unscale_(self.w_step)
         if self.config.optim.grad_clip:
-            norm = nn.utils.clip_grad_norm_(clipped, self.config.optim.grad_clip)
+            clipped = [*self.w_parameters, *arch] if clip_arch else self.w_parameters
+            norm = nn.utils.get_total_norm([p.grad for p in clipped if p.grad is not None])
+            nn.utils.clip_grads_with_norm_(self.w_parameters, self.config.optim.grad_clip, norm)
             if not self.scaler.is_enabled():  # fp16 overflows are skipped steps, not non-finite losses
                 stats["grad_norm"] = (norm.detach(), 1)
-        self.scaler.step(self.w_optimizer)
+        self.scaler.step(self.w_step)  # the one-stage search: Adam on b, then W, as the official code
         self.scaler.update()
         self.method.after_step()
         return {**stats, **classification_stats("train", logits, y, loss)}
@@ -254,6 +268,7 @@ class StepEngine:
             "w_optimizer": self.w_optimizer.state_dict(),
             "arch_optimizer": None if self.arch_optimizer is None else self.arch_optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "amp": str(self.dtype),
             "method": self.method.state_dict(),
         }
 
@@ -269,5 +284,8 @@ class StepEngine:
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         if self.arch_optimizer is not None:
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if bool(state["scaler"]) == self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        # else the run was written in another precision (amp=auto resolves per GPU kind, and a requeued job
+        # can land on another): fp16 now starts its scaler afresh, and the runner says what changed
         self._wrap()

@@ -102,3 +102,30 @@ def test_folder_loader_repeats_and_resumes_an_epoch_exactly(tmp_path, write_imag
     resumed = list(loader.epoch(seed=0, epoch=0, **interrupted.state()))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first[1:], resumed, strict=True))
     assert open_split(DataConfig(dataset="digits"), train=False).size == 300
+
+
+def test_a_pass_copies_nothing_per_batch_and_draws_where_the_batch_is():
+    """On a GPU, a draw made on the host and copied over, or a batch copied from pageable memory, waits for
+    the GPU's queue to drain, so the host never runs ahead. A pass copies only its order, once; every
+    per-image draw of the crop, flip, cutout and colour jitter names the batch's device (the jitter's
+    order is a host draw: Python acts on it)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Watch(TorchFunctionMode):
+        copies, undirected = 0, []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in (torch.Tensor.to, torch.Tensor.cuda, torch.Tensor.copy_):
+                Watch.copies += 1
+            if func in (torch.rand, torch.randint, torch.randn) and "device" not in kwargs:
+                Watch.undirected.append(func.__name__)
+            return func(*args, **kwargs)
+
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    data = ImageSet(images, torch.arange(64) % 10, (0.5,) * 3, (0.25,) * 3, 10)
+    finish = Finish(data.mean, data.std, cutout=4, jitter=True)
+    loader = ImageLoader(data, torch.arange(64), 8, finish, crop=True)
+    with Watch():
+        batches = list(loader.epoch(seed=0, epoch=0))
+    assert len(batches) == 8 and Watch.copies <= 1 and Watch.undirected == []

@@ -8,7 +8,7 @@ import pytest
 import torch.multiprocessing as mp
 
 from ista.config import apply_overrides, preset
-from ista.distributed.runtime import Placement, detect, first_host
+from ista.distributed.runtime import Placement, PlacementError, detect, first_host, gpu_index, shared_gpus
 
 TINY = ["data.subset=256", "network.channels=4", "network.layers=3", "epochs=2", "data.workers=1"]
 
@@ -24,6 +24,16 @@ def test_placement_from_each_launcher():
     assert placed.master_addr == "gpu07" or placed.master_addr.startswith("gpu")
     assert detect({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_NODELIST": "a"}) == Placement()
     assert first_host("a1,b2") == "a1"
+
+
+def test_each_rank_gets_its_own_gpu_or_a_clear_error():
+    assert [gpu_index(r, 4) for r in range(4)] == [0, 1, 2, 3]
+    assert gpu_index(3, 1) == 0  # Slurm's --gpus-per-task: each task sees only its own GPU
+    with pytest.raises(PlacementError, match="local rank 2 on a node where 2 GPUs are visible"):
+        gpu_index(2, 2)  # was rank 2 → GPU 0, beside rank 0, and an obscure NCCL failure later
+    # one GPU visible to several tasks that were not bound to their own: told apart by the GPUs' UUIDs
+    assert shared_gpus([("n1", "GPU-a"), ("n1", "GPU-b"), ("n2", "GPU-a")]) is None
+    assert shared_gpus([("n1", "GPU-a"), ("n1", "GPU-a"), ("n2", "GPU-c")]) == "ranks 0, 1 on n1"
 
 
 def search_as_rank(rank: int, world: int, port: int, out: str, overrides: list[str]) -> None:

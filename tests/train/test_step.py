@@ -12,7 +12,7 @@ from ista.config import RunConfig, apply_overrides, preset
 from ista.data.splits import open_split
 from ista.runner import build_loaders, build_task
 from ista.train.engine import Loaders, NonFiniteLossError, run_epochs
-from ista.train.step import Method, StepEngine
+from ista.train.step import Method, StepEngine, autocast_dtype
 
 TINY = ["data.subset=96", "batch_size=16", "network.channels=4", "network.layers=3"]
 CONFIGS = {  # each method on scikit-learn's digits, at toy size
@@ -56,6 +56,95 @@ def test_amp_autocasts_the_forward_and_the_architecture_stays_fp32(method):
     assert all(math.isfinite(float(v) / n) for v, n in stats.values())
     assert 0 <= metrics[f"{task.method.eval_prefix}_acc"] <= 1
     assert str(task.dtype) == "torch.bfloat16"
+
+
+def test_amp_auto_takes_fp16_where_bf16_would_be_emulated(monkeypatch):
+    """torch's default bf16 test counts emulation as support, so a V100 or T4 would run slow bf16: these
+    stand in for the answers of such a GPU (emulated only) and of an A100 or H100 (native)."""
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert autocast_dtype("auto", cuda) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert autocast_dtype("auto", cuda) == torch.bfloat16
+    assert autocast_dtype("bf16", cuda) == torch.bfloat16  # asked for: what the user set
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+
+
+FP16 = {  # every method in fp16 on the CPU, and the official two-stage clip
+    "ista": ["amp=fp16"],
+    "ista-clip_arch": ["amp=fp16", "optim.clip_arch=true"],
+    "darts": ["amp=fp16"],
+    "onestage": ["amp=fp16"],
+    "train": ["amp=fp16"],
+}
+
+
+def _w(task):
+    return [p.detach().clone() for p in task.w_parameters]
+
+
+@pytest.mark.parametrize("case", list(FP16))
+def test_fp16_skips_overflowing_steps_and_lowers_the_scale(case):
+    """A scale far too large for fp16 (2^20): the first steps overflow; each is skipped (W untouched, no
+    momentum yet) and halves the scale, until steps go through with finite losses."""
+    _, task, batch = tiny(case.split("-")[0], *FP16[case])
+    assert task.scaler.is_enabled() and task.dtype == torch.float16
+    task.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**20)
+    task.start_epoch(0)
+    skipped, scales = 0, []
+    for _ in range(12):
+        before = _w(task)
+        stats = task.train_step(batch, batch)
+        scales.append(task.scaler.get_scale())
+        if all(torch.equal(a, b) for a, b in zip(before, _w(task), strict=True)):
+            assert not task.w_optimizer.state  # skipped: SGD never stepped, not even on zeroed gradients
+            skipped += 1
+        else:
+            break
+    assert 1 <= skipped < 12 and scales[:skipped] == [2.0 ** (20 - i) for i in range(1, skipped + 1)]
+    assert task.w_optimizer.state and math.isfinite(float(stats["train_loss"][0]))
+    assert math.isfinite(task.evaluate(iter([batch]))[f"{task.method.eval_prefix}_loss"])
+
+
+@pytest.mark.parametrize("method", ["ista", "darts", "onestage"])
+def test_an_fp16_overflow_in_the_architecture_gradient_alone_skips_ws_step(method):
+    """optim.clip_arch puts the architecture's gradient from W's loss into W's clip norm. When that part
+    alone overflows (forced here on the first step), W's step is skipped and the scale lowered; before,
+    W's own check passed, the norm was inf, the clip factor 0, and W stepped on zeroed gradients."""
+    _, task, batch = tiny(method, "amp=fp16", "optim.clip_arch=true")
+    original, calls = task.method.arch_weights, []
+
+    def overflowing():
+        normal, reduce = original()
+        calls.append(normal.requires_grad)
+        if len(calls) == (2 if task.method.bilevel else 1):  # the forward of W's loss in the first step
+            normal.register_hook(lambda g: torch.full_like(g, float("inf")))
+        return normal, reduce
+
+    task.method.arch_weights = overflowing
+    task.start_epoch(0)
+    before = _w(task)
+    task.train_step(batch, batch)
+    assert all(torch.equal(a, b) for a, b in zip(before, _w(task), strict=True))
+    assert not task.w_optimizer.state and task.scaler.get_scale() == 2.0**15
+    task.train_step(batch, batch)  # the next step goes through
+    assert not all(torch.equal(a, b) for a, b in zip(before, _w(task), strict=True))
+
+
+def test_a_checkpoint_resumes_in_another_precision():
+    """amp=auto resolves per GPU kind, and a requeued job can land on another: a bf16 checkpoint resumes
+    in fp16 with a fresh scaler (torch alone refuses: "The source state dict is empty"), and back."""
+    _, bf16, batch = tiny("ista", "amp=bf16")
+    bf16.start_epoch(0)
+    bf16.train_step(batch, batch)
+    _, fp16, _ = tiny("ista", "amp=fp16")
+    fp16.load_state_dict(bf16.state_dict())
+    assert fp16.scaler.get_scale() == 2.0**16
+    assert all(torch.equal(a, b) for a, b in zip(_w(bf16), _w(fp16), strict=True))
+    fp16.start_epoch(0)
+    assert math.isfinite(float(fp16.train_step(batch, batch)["train_loss"][0]))
+    bf16.load_state_dict(fp16.state_dict())
+    assert bf16.state_dict()["amp"] == "torch.bfloat16" and fp16.state_dict()["amp"] == "torch.float16"
 
 
 @pytest.mark.parametrize("method", ["ista", "darts"])
