@@ -6,6 +6,7 @@ directory's lock (`ista.lock`), with step checkpoints on preemption signals and 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,6 +158,8 @@ def run(
 
         writer_class()  # so is a missing TensorBoard
     runtime.use_cpus(runtime.task_cpus())
+    if config.deterministic:  # cuBLAS is deterministic only with this, read when its first handle is made
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     placement = runtime.detect()
     device = runtime.start(placement, resolve_device(config.device).type, config.timeout_s)
     lock = RunLock(run_dir) if runtime.world()[0] == 0 else None

@@ -82,7 +82,7 @@ class OneStage(Method):
             for node in flat_indices([top_support(z_j) for z_j in z[cell]])
             for flat in node
         )
-        return (outside + sum(chosen)) / 1e6
+        return int(outside + sum(chosen)) / 1e6
 
     def _capped(self, z: Z) -> tuple[bool, float]:
         """(rejected, params in M) of z's genotype under `onestage.param_cap`."""
