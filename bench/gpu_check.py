@@ -207,8 +207,7 @@ def expected_amp(amp: str, device: str) -> str:
 
     from ista.train.step import autocast_dtype
 
-    resolved = autocast_dtype("auto", torch.device(device)) if amp == "auto" else amp
-    return str(resolved) if device == "cuda" else "None"
+    return str(autocast_dtype("auto", torch.device(device))) if amp == "auto" else amp
 
 
 def finite_metrics(run_dir: Path) -> list[dict]:
