@@ -99,7 +99,7 @@ def gpu_index(local_rank: int, visible: int) -> int:
     if local_rank < visible:
         return local_rank
     if visible == 1:
-        return 0  # bound to its own GPU, or sharing one: `check_gpus` tells the two apart
+        return 0  # bound to its own GPU, or sharing one: `shared_gpus` tells the two apart
     raise PlacementError(
         f"local rank {local_rank} on a node where {visible} GPUs are visible: more tasks per node than GPUs, "
         f"and NCCL cannot run two ranks on one GPU; start at most {visible} tasks per node (ista launch: "
