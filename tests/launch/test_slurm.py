@@ -39,11 +39,19 @@ pytestmark = pytest.mark.skipif(  # CI sets ISTA_REQUIRE_SLURM, so there these t
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-def launch(*args: str, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **ONE_THREAD, **env}
-    return subprocess.run(
-        [str(ISTA), "launch", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+@pytest.fixture(scope="module")
+def launch(cli):
+    """`ista launch ARGS` in this process (no interpreter start-up beside the cluster's jobs), with extra
+    environment variables for the jobs it submits: Slurm passes the submitting environment on."""
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in {**ONE_THREAD, **env}.items():
+                patch.setenv(name, value)
+            code, out, err = cli("launch", *args)
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
 
 
 def history(run_dir: Path) -> list[dict]:
@@ -52,7 +60,7 @@ def history(run_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def array(tmp_path_factory):
+def array(tmp_path_factory, launch):
     """Seeds 0-2 as one array job; seed 2 finds a damaged checkpoint in its run directory and fails."""
     experiment = tmp_path_factory.mktemp("array") / "experiment"
     (experiment / "seed-2").mkdir(parents=True)
@@ -122,7 +130,9 @@ def start_requeued(job: str, deadline: float) -> str:
 
 
 @pytest.mark.parametrize("kind", PREEMPTED)
-def test_usr2_mid_epoch_requeues_and_the_run_ends_as_an_uninterrupted_one(tmp_path, write_cifar, kind):
+def test_usr2_mid_epoch_requeues_and_the_run_ends_as_an_uninterrupted_one(
+    tmp_path, write_cifar, launch, kind
+):
     """Preemption as Slurm does it: USR2 to the job's steps inside an epoch; every rank finishes its step,
     rank 0 checkpoints it, submitit requeues the job, and the requeued job resumes at that step."""
     args = [*PREEMPTED[kind], *SMALL]  # (the KEY=VALUE overrides in one run)
@@ -153,7 +163,7 @@ def test_usr2_mid_epoch_requeues_and_the_run_ends_as_an_uninterrupted_one(tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_dry_run_prints_the_array_script(tmp_path):
+def test_dry_run_prints_the_array_script(tmp_path, launch):
     done = launch(
         *RUN, "--seeds", "0-4", "--experiment", str(tmp_path / "x"), "--dry-run", "--partition", "gpu"
     )
@@ -207,7 +217,7 @@ def test_the_plain_sbatch_template_runs_an_array_of_srun_ranks_and_requeues_on_u
         assert (run_dir / "genotype.json").exists()
 
 
-def test_protocols_are_one_submission_each_and_end_with_their_table(tmp_path):
+def test_protocols_are_one_submission_each_and_end_with_their_table(tmp_path, cli):
     """Two-stage (search seed 1 fails on purpose: its table is over seed 0) and consistency, each one
     `ista protocol` call that submits every stage at once; the evaluations wait for the searches."""
     tiny = ["data.subset=256", "network.channels=4", "network.layers=3", "epochs=1", "data.workers=1",
@@ -227,18 +237,19 @@ def test_protocols_are_one_submission_each_and_end_with_their_table(tmp_path):
     assert f"Dependency=afterany:{search}" in job_info(evaluation)  # submitted, waiting for the searches
     deadline = time.time() + 600
     for folder in (two, tau):
-        while True:
+        while True:  # in a process of its own: submitit's job-state cache lives as long as its process
             status = subprocess.run([str(ISTA), "launch", "--status", str(folder)], capture_output=True,
-                                    text=True, env={**env, "COLUMNS": "300"})  # fmt: skip
-            if status.stdout.count("seeds done") == 2 and not any(
-                s in status.stdout for s in ("pending", "running", "requeued")
+                                    text=True, env={**env, "COLUMNS": "300"}).stdout  # fmt: skip
+            if status.count("seeds done") == 2 and not any(
+                s in status for s in ("pending", "running", "requeued")
             ):
                 break
-            assert time.time() < deadline, status.stdout
+            assert time.time() < deadline, status
             time.sleep(1)
-    summary = json.loads(subprocess.run([str(ISTA), "summarize", str(two), "--json"], capture_output=True,
-                                        text=True, check=True).stdout)["protocols"][0]  # fmt: skip
+    code, out, err = cli("summarize", two, "--json")
+    assert code == 0, err
+    summary = json.loads(out)["protocols"][0]
     assert summary["searches"] == "1/2 done" and summary["selected"]["seed"] == 0
     assert summary["test_error"]["n"] == 2  # both evaluation seeds trained seed 0's genotype
-    table = subprocess.run([str(ISTA), "summarize", str(tau)], capture_output=True, text=True, env=env)
-    assert "Kendall τ (ista)" in table.stdout and "over 2 searches" in table.stdout, table.stdout
+    _, table, _ = cli("summarize", tau)
+    assert "Kendall τ (ista)" in table and "over 2 searches" in table, table
