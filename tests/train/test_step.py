@@ -131,6 +131,15 @@ def test_an_fp16_overflow_in_the_architecture_gradient_alone_skips_ws_step(metho
     assert not all(torch.equal(a, b) for a, b in zip(before, _w(task), strict=True))
 
 
+def test_an_fp16_step_never_reads_the_scale_on_the_host(monkeypatch):
+    """`GradScaler.get_scale()` copies the scale to the host, a sync on a GPU; the official clip's path
+    called it at every step to unscale b's part by hand."""
+    _, task, batch = tiny("ista", "amp=fp16", "optim.clip_arch=true")
+    monkeypatch.setattr(torch.amp.GradScaler, "get_scale", lambda self: pytest.fail("get_scale in a step"))
+    task.start_epoch(0)
+    task.train_step(batch, batch)
+
+
 def test_a_checkpoint_resumes_in_another_precision():
     """amp=auto resolves per GPU kind, and a requeued job can land on another: a bf16 checkpoint resumes
     in fp16 with a fresh scaler (torch alone refuses: "The source state dict is empty"), and back."""
