@@ -237,7 +237,7 @@ def test_protocols_are_one_submission_each_and_end_with_their_table(tmp_path, cl
     assert f"Dependency=afterany:{search}" in job_info(evaluation)  # submitted, waiting for the searches
     deadline = time.time() + 600
     for folder in (two, tau):
-        while True:  # in a process of its own: submitit's job-state cache lives as long as its process
+        while True:  # a process each time: a long-lived one gets submitit's states at growing intervals
             status = subprocess.run([str(ISTA), "launch", "--status", str(folder)], capture_output=True,
                                     text=True, env={**env, "COLUMNS": "300"}).stdout  # fmt: skip
             if status.count("seeds done") == 2 and not any(
