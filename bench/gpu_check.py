@@ -184,12 +184,15 @@ def child(name: str, work: Path, device: str) -> int:
 SOURCE = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
-def ista(argv: list[str]) -> subprocess.CompletedProcess:
-    """`python -m ista ARGV` from this source tree, its output passed on to the log."""
-    command = [sys.executable, "-m", "ista", *argv]
-    done = subprocess.run(command, capture_output=True, text=True, env=SOURCE, cwd=ROOT)
+def python(argv: list[str]) -> subprocess.CompletedProcess:
+    """`python ARGV` from this source tree, the end of its output passed on to the log."""
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=SOURCE, cwd=ROOT)
     print(done.stdout[-4000:], done.stderr[-4000:], sep="\n")
     return done
+
+
+def ista(argv: list[str]) -> subprocess.CompletedProcess:
+    return python(["-m", "ista", *argv])
 
 
 def cifar(work: Path) -> Path:
@@ -390,8 +393,7 @@ def _syncs(amp: str) -> str:
 
 
 def _bench(argv: list[str]) -> str:
-    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, env=SOURCE)
-    print(done.stdout, done.stderr[-3000:])
+    done = python(argv)
     if done.returncode != 0:
         raise CheckFailed(f"exit {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:300]}")
     return done.stdout

@@ -26,7 +26,9 @@ class Finish:
     cutout: int = 0  # side of the zeroed square after normalisation (DARTS: 16), 0 = off
     jitter: bool = False
 
-    def __call__(self, x: torch.Tensor, g: torch.Generator, order_g: torch.Generator | None = None):
+    def __call__(
+        self, x: torch.Tensor, g: torch.Generator, order_g: torch.Generator | None = None
+    ) -> torch.Tensor:
         x = x.float().div_(255)
         if self.jitter:
             x = color_jitter(x, g, order_g=order_g)

@@ -127,11 +127,11 @@ class StepEngine:
         self.lr, self.drop_path = o.lr, 0.0
         # what W's step is to the scaler: with the one-stage search's joint loss, b's Adam step too (first,
         # as the official code); with the official two-stage clip, b's gradient that joins W's clip norm
-        joint = bool(arch) and not method.bilevel
-        clip_arch = bool(arch) and o.clip_arch
+        self.joint = bool(arch) and not method.bilevel  # one batch and one loss for the architecture and W
+        self.clip_arch = bool(arch) and o.clip_arch  # b's gradient joins W's clip norm
         self.w_step = Together(
-            [self.arch_optimizer, self.w_optimizer] if joint else [self.w_optimizer],
-            arch if method.bilevel and clip_arch else None,
+            [self.arch_optimizer, self.w_optimizer] if self.joint else [self.w_optimizer],
+            arch if method.bilevel and self.clip_arch else None,
         )
         self._wrap()
 
@@ -208,23 +208,22 @@ class StepEngine:
                 raise ValueError(f"method={self.config.method} needs batches of the held-out half")
             arch_stats, held = self._arch_step(held_out, arch)
             stats.update(arch_stats)
-        joint = bool(arch) and not self.method.bilevel  # one batch and one loss for the architecture and W
-        clip_arch = bool(arch) and self.config.optim.clip_arch  # b's gradient joins W's clip norm
         x, y = batch
         self.w_optimizer.zero_grad(set_to_none=True)
-        if joint or held is not None:
+        if self.joint or held is not None:
             self.arch_optimizer.zero_grad(set_to_none=True)
-        logits, aux = self.forward(self.forward_model, x, self.arch_weights(grad=joint or clip_arch))
+        weights = self.arch_weights(grad=self.joint or self.clip_arch)
+        logits, aux = self.forward(self.forward_model, x, weights)
         loss = self.loss(logits, aux, y)
         self.scaler.scale(loss).backward()
-        if joint or held is not None:
+        if self.joint or held is not None:
             average_gradients(arch)  # before the overflow check, so that every rank decides alike
         if held is not None:  # the official two-stage clip norm: b's held-out part plus its training part
             for p, h in zip(arch, held, strict=True):
                 p.grad = h if p.grad is None else p.grad if h is None else p.grad + h
         self.scaler.unscale_(self.w_step)
         if self.config.optim.grad_clip:
-            clipped = [*self.w_parameters, *arch] if clip_arch else self.w_parameters
+            clipped = [*self.w_parameters, *arch] if self.clip_arch else self.w_parameters
             norm = nn.utils.get_total_norm([p.grad for p in clipped if p.grad is not None])
             nn.utils.clip_grads_with_norm_(self.w_parameters, self.config.optim.grad_clip, norm)
             if not self.scaler.is_enabled():  # fp16 overflows are skipped steps, not non-finite losses
