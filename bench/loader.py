@@ -86,9 +86,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_cifar10_folder(root / "raw", per_batch=args.images // 5)
-        from ista.data.beton import write_cifar10
+        from ista.data.beton import write_betons
 
-        write_cifar10(root / "raw", root / "beton", workers=workers)
+        write_betons("cifar10", root / "raw", root / "beton", workers=workers)
         pipelines = {
             "torchvision": torchvision_loader(root / "raw", args.batch, workers),
             "ffcv": ista_loader(DataConfig(beton=str(root / "beton"), loader="ffcv"), args.batch),

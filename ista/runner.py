@@ -17,14 +17,14 @@ import torch
 from ista.config.io import ConfigError, config_from_dict, config_to_dict, flatten_config
 from ista.config.schema import RunConfig
 from ista.data.loaders import split_indices
-from ista.data.splits import Split, open_split
+from ista.data.splits import Split, open_data
 from ista.distributed import runtime, sync_bn
 from ista.lock import RunLock
 from ista.report import records
 from ista.report.cell_plot import save_genotype_figure
 from ista.report.console import PROGRESS, RunProgress
 from ista.space.genotypes import Genotype, load_genotype
-from ista.space.networks import build_eval_network, build_search_network
+from ista.space.networks import build_eval_network, build_search_network, check_auxiliary
 from ista.sparse.code import SparseCode
 from ista.sparse.measurement import initial_codes
 from ista.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -59,6 +59,8 @@ def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> bool:
         raise ConfigError(f"--resume: no {CHECKPOINT} in {run_dir}")
     if saved_path.exists() and has_checkpoint:
         saved = config_from_dict(json.loads(saved_path.read_text()))
+        if not saved.data.size:  # written before data.size was recorded
+            saved = replace(saved, data=replace(saved.data, size=config.data.size))
         if saved != config:
             new, old = flatten_config(config), flatten_config(saved)
             diff = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in new if new[k] != old[k])
@@ -97,19 +99,19 @@ def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngi
     from ista.search.two_stage import TwoStage
 
     torch.manual_seed(config.seed)  # W's initialisation (and the official draws of b that follow it)
-    net, a = config.network, config.arch
-    dataset = "imagenet" if data.dataset == "imagenet" else "cifar10"  # digits: the CIFAR stem
-    shape = {"num_classes": data.num_classes, "in_channels": data.channels}
+    net, a, stem = config.network, config.arch, data.facts.stem
+    shape = {
+        "num_classes": data.num_classes,
+        "in_channels": data.channels,
+        "auxiliary": net.auxiliary_weight > 0,
+    }
     if config.method == "train":
-        model = build_eval_network(
-            load_genotype(config.genotype), dataset, net.channels, net.layers,
-            auxiliary=net.auxiliary_weight > 0, onestage=net.onestage, **shape,
-        )  # fmt: skip
+        genotype = load_genotype(config.genotype)
+        model = build_eval_network(genotype, stem, net.channels, net.layers, onestage=net.onestage, **shape)
     else:
         model = build_search_network(
-            dataset, net.channels, net.layers, onestage=config.method == "onestage",
-            auxiliary=net.auxiliary_weight > 0, **shape,
-        )  # fmt: skip
+            stem, net.channels, net.layers, onestage=config.method == "onestage", **shape
+        )
     code = None
     if config.method in ("ista", "onestage"):
         initial = initial_codes(config.seed, a.draws, one_stage=config.method == "onestage")
@@ -229,6 +231,15 @@ def resume_point(state: dict[str, Any], path: Path, rank: int, world: int):
 def _run(config, run_dir, resume, show_progress, files, device, placement, lock, stops) -> RunResult:
     rank, world = runtime.world()
     main = rank == 0
+    single_level = config.method in ("train", "onestage")
+    # the data first: bad data is an error before anything is written; data.size resolved, as recorded
+    data, test = open_data(config.data, single_level, device, rank, world)
+    config = replace(config, data=replace(config.data, size=data.facts.size))
+    if config.network.auxiliary_weight > 0:
+        try:
+            check_auxiliary(data.facts.size, data.facts.stem)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     def claim() -> bool:  # before anything is written: a held directory is an error naming its holder
         lock.acquire()
@@ -237,11 +248,6 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
     has_checkpoint = bool(_on_rank0(claim))
     torch.use_deterministic_algorithms(config.deterministic)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark and not config.deterministic
-    single_level = config.method in ("train", "onestage")
-    data = open_split(config.data, train=True, device=device, rank=rank, world=world)
-    test = (
-        open_split(config.data, train=False, device=device, rank=rank, world=world) if single_level else None
-    )
     task = build_task(config, data, device)
     torch.manual_seed(config.seed * 1000 + rank)  # drop-path masks differ per rank, as the data do
     history: list[dict[str, Any]] = []
@@ -279,6 +285,7 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
     }
     if main:
         records.write_json(run_dir / "env.json", records.environment(run_facts))
+        records.write_json(run_dir / records.DATA_RECORD, data.facts.to_dict())
         records.write_metrics(run_dir / "metrics.jsonl", history)
         for name, value in files.items():
             records.write_json(run_dir / name, value)

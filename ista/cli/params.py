@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ista.data.datasets import DATASETS, stem_for
 from ista.space.counting import measure
 from ista.space.genotypes import PUBLISHED
-from ista.space.networks import DATASETS
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -25,9 +25,15 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     )
     p.add_argument(
         "--dataset",
-        choices=sorted(DATASETS),
+        choices=list(DATASETS),
         default="cifar10",
-        help="cifar10: 20 cells, C=36, 32×32; imagenet: 14 cells, C=48, 224×224",
+        help="its classes, image side and channels decide the classifier and the stem (up to 64 px: CIFAR's, "
+        "20 cells at C=36; larger: ImageNet's, 14 cells at C=48); `folder` needs --classes and --size",
+    )
+    p.add_argument("--classes", type=int, help="number of classes (default: the data set's)")
+    p.add_argument("--size", type=int, help="image side in px (default: the data set's)")
+    p.add_argument(
+        "--in-channels", type=int, choices=(1, 3), help="1 for greyscale (default: the data set's)"
     )
     p.add_argument(
         "--onestage",
@@ -40,7 +46,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = [measure(g, args.dataset, args.onestage, args.channels, args.layers) for g in args.genotypes]
+    declared = DATASETS[args.dataset]
+    classes, size = args.classes or declared.num_classes, args.size or declared.size
+    if not classes or not size:
+        raise SystemExit(
+            f"ista params: --dataset {args.dataset} reads its classes and image side from the data; "
+            "give --classes and --size"
+        )
+    in_channels = args.in_channels or declared.channels or 3
+    rows = [measure(g, stem_for(size), classes, size, in_channels, args.onestage, args.channels, args.layers)
+            for g in args.genotypes]  # fmt: skip
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -49,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     variant = " one-stage (BN after parameter-free ops)" if args.onestage else ""
-    table = Table(title=f"{args.dataset}{variant}: {rows[0]['layers']} cells, C={rows[0]['channels']}")
+    shape = f"{classes} classes, {size}×{size}×{in_channels}, {rows[0]['stem']} stem"
+    table = Table(
+        title=f"{args.dataset} ({shape}){variant}: {rows[0]['layers']} cells, C={rows[0]['channels']}"
+    )
     for column in ("genotype", "params (M)", "MACs (M)"):
         table.add_column(column, justify="left" if column == "genotype" else "right")
     for row in rows:

@@ -73,14 +73,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(r: dict[str, Any]) -> str:
+    """The data set as a table names it: cifar100 (100 classes, 32 px)."""
+    if not r.get("classes"):
+        return r["dataset"]
+    return f"{r['dataset']} ({r['classes']} classes, {r['size']} px)"
+
+
 def table(g: dict[str, Any]):
     from rich import box
     from rich.table import Table
 
     a = g["aggregate"]
     search = a["metric"] == "valid_acc"
-    imagenet = any(r["dataset"] == "imagenet" for r in g["runs"])
-    title = f"{g['group']}: {', '.join(g['preset'] + g['method'])}, {a['found']}/{a['expected']} seeds done"
+    top5 = any((r.get("classes") or 0) >= 100 for r in g["runs"])  # ImageNet's and CIFAR-100's second figure
+    data = sorted({_data(r) for r in g["runs"] if r.get("dataset")})
+    title = (f"{g['group']}: {', '.join(g['preset'] + g['method'])} on {'; '.join(data) or '?'}, "
+             f"{a['found']}/{a['expected']} seeds done")  # fmt: skip
     t = Table(
         title=title,
         title_justify="left",
@@ -92,7 +101,7 @@ def table(g: dict[str, Any]):
         caption_justify="left",
     )
     unit = _unit(a["devices"])
-    value_columns = ["held-out"] if search else ["test err", *(["top-5 err"] if imagenet else [])]
+    value_columns = ["held-out"] if search else ["test err", *(["top-5 err"] if top5 else [])]
     columns = ["seed", "state", "ep.", *value_columns, "params", "MACs", unit, "device", "skips", "genotype"]
     notes = any(r["note"] for r in g["runs"])
     for c in [*columns, *(["note"] if notes else [])]:
@@ -100,7 +109,7 @@ def table(g: dict[str, Any]):
         t.add_column(c, justify="right" if right else "left", no_wrap=c != "note", overflow="fold")
     for r in g["runs"]:
         state = f"[{COLOURS[r['state']]}]{r['state']}[/]" if r["state"] in COLOURS else r["state"]
-        values = [r["valid_acc"]] if search else [r["test_err"], *([r["test_top5_err"]] if imagenet else [])]
+        values = [r["valid_acc"]] if search else [r["test_err"], *([r["test_top5_err"]] if top5 else [])]
         device = f"{r['device']}×{r['devices']}" if r["device"] else ""
         cells = [
             str(r["seed"]),

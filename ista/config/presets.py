@@ -107,6 +107,15 @@ PRESETS["imagenet-one-stage"] = replace(
     onestage=OneStageConfig(threshold=1e-3, param_cap=0.0, search_lr=0.5),
 )
 
+# CIFAR-100 and SVHN in the paper's CIFAR-10 recipe (the supplement's search, §4's evaluation), as PC-DARTS
+# and NASLib run them: the same settings, another data set (SVHN's augmentation has no flips: digits).
+for _name in ("cifar100", "svhn"):
+    for _kind in ("two-stage", "eval", "one-stage"):
+        _base = PRESETS[f"cifar10-{_kind}"]
+        PRESETS[f"{_name}-{_kind}"] = replace(
+            _base, preset=f"{_name}-{_kind}", data=replace(_base.data, dataset=_name)
+        )
+
 
 def preset(name: str) -> RunConfig:
     if name not in PRESETS:

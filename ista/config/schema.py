@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ista.data.datasets import DATASETS
+
 METHODS = ("ista", "darts", "onestage", "train")
 BILEVEL = ("ista", "darts")  # an architecture step on a held-out batch, then a W step (Algorithm 1)
 ARCH = ("ista", "darts", "onestage")  # methods that learn an architecture
@@ -36,18 +38,26 @@ def setting(
 
 @dataclass(frozen=True)
 class DataConfig:
-    # cifar10 | imagenet | digits (scikit-learn's real 8×8 digits, shipped with it)
-    dataset: str = setting("cifar10", choices=("cifar10", "imagenet", "digits"))
-    # the raw data: the folder holding cifar-10-batches-py, or ImageNet's train/ and val/
+    # a declared data set (`ista.data.datasets`): cifar10 | cifar100 | svhn | imagenet | digits
+    # (scikit-learn's real 8×8 digits, shipped with it) | folder (train/<class>/* of any images)
+    dataset: str = setting("cifar10", choices=tuple(DATASETS))
+    # the raw data: the folder holding cifar-10-batches-py, cifar-100-python, SVHN's .mat files, or an
+    # image tree's train/ (and val/ or test/)
     root: str = setting("")
     beton: str = setting("")  # the folder `ista data` wrote train.beton/test.beton into (read with FFCV)
+    # the side the network sees, in px: 0 = the data set's own (fixed, or a folder's median image side);
+    # resolved when a run starts and recorded in config.json. Up to 64 px: the CIFAR stem and pad-and-crop.
+    size: int = setting(0, bounds=">=0")
     # auto (ffcv when `beton` is set and ffcv imports) | ffcv | torch
     loader: str = setting("auto", choices=("auto", "ffcv", "torch"))
     workers: int = setting(0, bounds=">=0")  # loader threads/processes; 0 = the CPUs this process may use
     # the first part trains W, the rest trains b and is the held-out set (method.md §3.2)
     train_portion: float = setting(0.5, bounds="(0,1)", methods=BILEVEL)
-    subset: int = setting(0, bounds=">=0")  # use only the first N training images (0 = all): smoke runs
-    augment: bool = setting(True)  # the training augmentation (CIFAR: pad-4 random crop + flip, §11.9)
+    # use N training images (0 = all), drawn stratified with seed 0: every class in its share
+    subset: int = setting(0, bounds=">=0")
+    # the training augmentation: pad-and-crop (CIFAR: 4 px, §11.9) or random-resized crops, and flips
+    # where the data set has them (not for digits)
+    augment: bool = setting(True)
     cutout: int = setting(0, bounds=">=0")  # square side of cutout when augmenting (16 in evaluation, §4)
     jitter: bool = setting(False)  # colour jitter when augmenting (the ImageNet evaluation script's, §7)
     # Evaluate the super-net on the held-out half with the training augmentation, as the official code

@@ -1,4 +1,5 @@
-"""Writes CIFAR-10 and ImageNet as FFCV `.beton` files, with ffcv-imagenet's settings.
+"""Writes every data set ista reads as FFCV `.beton` files (images read one by one: with ffcv-imagenet's
+settings).
 
 ffcv's own writer waits forever when a worker dies (say, on an unreadable image); ours stops at the first
 bad image and names it. Each file is written under a temporary name and renamed when it is complete, so
@@ -22,12 +23,13 @@ from ffcv.memory_allocator import MemoryAllocator
 from ffcv.writer import MIN_PAGE_SIZE, DatasetWriter
 
 from ista import __version__
-from ista.data.folders import read_rgb, scan_image_folder
-from ista.data.sources import CIFAR10_CLASSES, DataError, ImageSet, load_cifar10
+from ista.config.schema import DataConfig
+from ista.data.datasets import Facts, dataset
+from ista.data.folders import read_rgb
+from ista.data.sources import DataError, ImageSet
+from ista.data.splits import MANIFEST, open_data
 from ista.report.records import write_json
 
-SPLITS = {"cifar10": ("train", "test"), "imagenet": ("train", "val")}
-MANIFEST = "manifest.json"
 DEFAULT_PAGE_SIZE = 4 * MIN_PAGE_SIZE  # ffcv's default; tests use MIN_PAGE_SIZE (2 MiB)
 
 Progress = Callable[[str, int, int], None]  # (file name, images done, images in all)
@@ -38,52 +40,70 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def write_cifar10(src, out, *, workers=0, page_size=DEFAULT_PAGE_SIZE, force=False, progress=None) -> dict:
-    """`cifar-10-batches-py` → train.beton, test.beton: raw 32×32 RGB (no compression) + label."""
-    out = _prepare_out(out, "cifar10", force)
-    splits = {}
-    for split in SPLITS["cifar10"]:
-        data = load_cifar10(src, train=split == "train")
-        path = out / f"{split}.beton"
-        fields = {"image": RGBImageField(write_mode="raw"), "label": IntField()}
-        _write(path, fields, _TensorItems(data), workers, page_size, progress)
-        splits[split] = {"file": path.name, "images": len(data.labels)}
-    return _write_manifest(out, "cifar10", src, splits, list(CIFAR10_CLASSES), {"write_mode": "raw"})
-
-
-def write_imagenet(
+def write_betons(
+    name: str,
     src,
     out,
     *,
-    max_res: int = 500,
-    jpeg_quality: int = 90,
-    compress_prob: float = 0.5,
+    size: int = 0,
+    image_by_image: dict[str, Any] | None = None,
     workers: int = 0,
     page_size: int = DEFAULT_PAGE_SIZE,
     force: bool = False,
     progress: Progress | None = None,
 ) -> dict:
-    """`train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG` → train.beton, val.beton (ffcv-imagenet's RN-50 settings:
-    longer side ≤ 500 px, half of the images JPEG at quality 90, the rest raw)."""
+    """Data set `name` from `src` (as `data.root` would hold it) → train.beton, <test split>.beton and a
+    manifest of its facts (classes, side, channels, normalisation) that the FFCV readers check.
+
+    What the torch reader holds in memory is stored raw at its side (`size`: data.size's default, the
+    images' own or their median); what it reads image by image is stored with ffcv-imagenet's RN-50
+    settings, or `image_by_image`'s (longer side ≤ `max_res`, a share `compress_prob` as JPEG at
+    `jpeg_quality`, the rest raw). Greyscale images are stored as RGB (FFCV's image field has three
+    channels); the reader keeps one."""
+    asked = image_by_image or {}
+    if unknown := set(asked) - {"max_res", "jpeg_quality", "compress_prob"}:
+        raise ValueError(f"unknown image_by_image settings {sorted(unknown)}")
+    chosen = {"max_res": 500, "jpeg_quality": 90, "compress_prob": 0.5, **asked}
+    max_res, jpeg_quality, compress_prob = chosen["max_res"], chosen["jpeg_quality"], chosen["compress_prob"]
     if not 0 <= compress_prob <= 1 or not 1 <= jpeg_quality <= 100 or max_res < 8:
         raise DataError("need 0 ≤ compress-prob ≤ 1, 1 ≤ jpeg-quality ≤ 100 and max-res ≥ 8")
-    train = scan_image_folder(Path(src) / "train")
-    folders = {"train": train, "val": scan_image_folder(Path(src) / "val", train.classes)}
-    out = _prepare_out(out, "imagenet", force)
-    settings = {"write_mode": "proportion", "max_resolution": max_res, "jpeg_quality": jpeg_quality,
-                "compress_probability": compress_prob}  # fmt: skip
+    declared = dataset(name)
+    if not declared.beton:
+        raise DataError(f"{name} is read from memory and has no .beton files")
+    config = DataConfig(dataset=name, root=str(src), size=size, loader="torch")
+    train, test = open_data(config, test=True)
+    out = _prepare_out(out, ("train", declared.test_split), force)
+    if isinstance(train.source, ImageSet):
+        if asked:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in asked)
+            raise DataError(
+                f"{flags}: {name} at {train.facts.size} px is stored raw, as it is read into memory; "
+                "these settings are for images read one by one"
+            )
+        settings: dict[str, Any] = {"write_mode": "raw"}
+        items = {
+            split: _TensorItems(s.source) for split, s in (("train", train), (declared.test_split, test))
+        }
+    else:
+        settings = {"write_mode": "proportion", "max_resolution": max_res, "jpeg_quality": jpeg_quality,
+                    "compress_probability": compress_prob}  # fmt: skip
+        items = {
+            split: _FolderItems(s.source.samples)
+            for split, s in (("train", train), (declared.test_split, test))
+        }
     splits = {}
-    for split, folder in folders.items():
+    for split, todo in items.items():
         path = out / f"{split}.beton"
         fields = {"image": RGBImageField(**settings), "label": IntField()}
-        _write(path, fields, _FolderItems(folder.samples), workers, page_size, progress)
-        splits[split] = {"file": path.name, "images": len(folder.samples)}
-    return _write_manifest(out, "imagenet", src, splits, list(train.classes), settings)
+        _write(path, fields, todo, workers, page_size, progress)
+        splits[split] = {"file": path.name, "images": len(todo)}
+    return _write_manifest(out, train.facts, src, splits, settings)
 
 
 class _TensorItems:
     def __init__(self, data: ImageSet):
-        self.images = np.ascontiguousarray(data.images.permute(0, 2, 3, 1).numpy())  # FFCV stores H×W×C
+        images = data.images.expand(-1, 3, -1, -1)  # greyscale as RGB
+        self.images = np.ascontiguousarray(images.permute(0, 2, 3, 1).numpy())  # FFCV stores H×W×C
         self.labels = data.labels.numpy()
 
     def __len__(self) -> int:
@@ -105,22 +125,23 @@ class _FolderItems:
         return np.asarray(read_rgb(path)), label
 
 
-def _prepare_out(out, dataset: str, force: bool) -> Path:
+def _prepare_out(out, splits: tuple[str, ...], force: bool) -> Path:
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    existing = [out / f"{s}.beton" for s in SPLITS[dataset] if (out / f"{s}.beton").exists()]
+    existing = [out / f"{s}.beton" for s in splits if (out / f"{s}.beton").exists()]
     if existing and not force:
         raise DataError(f"{existing[0]} already exists; pass --force to overwrite it")
     return out
 
 
-def _write_manifest(out: Path, dataset, src, splits, classes, settings) -> dict:
+def _write_manifest(out: Path, facts: Facts, src, splits, settings) -> dict:
     manifest = {
-        "dataset": dataset,
+        "dataset": facts.dataset,
         "source": str(Path(src).expanduser().resolve()),
         "splits": splits,
-        "num_classes": len(classes),
-        "classes": classes,
+        "num_classes": len(facts.classes),
+        "classes": list(facts.classes),
+        "facts": facts.to_dict(),
         "image_field": settings,
         "written_by": f"ista {__version__}",
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

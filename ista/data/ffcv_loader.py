@@ -43,6 +43,12 @@ def beton_size(path: str | Path) -> int:
         raise DataError(f"{path} is not a readable .beton file ({type(err).__name__}: {err})") from None
 
 
+def beton_labels(path: str | Path) -> torch.Tensor:
+    """The labels of a .beton file `ista data` wrote, from its metadata table (no image is read)."""
+    beton_size(path)
+    return torch.from_numpy(np.array(Reader(str(path)).metadata["f1"], dtype=np.int64))
+
+
 def fits_in_page_cache(path: str | Path, share: float = 0.5) -> bool:
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return os.path.getsize(path) < share * available
@@ -50,11 +56,13 @@ def fits_in_page_cache(path: str | Path, share: float = 0.5) -> bool:
 
 class FfcvLoader(BatchLoader):
     def __init__(self, path: str | Path, indices, batch_size: int, finish, *, crop: str, workers: int,
-                 size: int = 224, **kwargs):  # fmt: skip
+                 size: int = 224, padding: int = 4, flip: bool = True, channels: int = 3,
+                 **kwargs):  # fmt: skip
         super().__init__(indices, batch_size, finish, **kwargs)
         if crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, not {crop!r}")
         self.path, self.crop, self.workers, self.size = str(path), crop, workers, size
+        self.padding, self.flip, self.channels = padding, flip, channels
         self.os_cache = fits_in_page_cache(path)
         self._loaders: dict[int, Loader] = {}
 
@@ -78,10 +86,11 @@ class FfcvLoader(BatchLoader):
         return self._loaders[seed]
 
     def _decode(self) -> list:
+        flip = [RandomHorizontalFlip()] if self.flip else []
         if self.crop == "pad":
-            return [SimpleRGBImageDecoder(), RandomHorizontalFlip(), RandomTranslate(padding=4)]
+            return [SimpleRGBImageDecoder(), *flip, RandomTranslate(padding=self.padding)]
         if self.crop == "resized":
-            return [RandomResizedCropRGBImageDecoder((self.size, self.size)), RandomHorizontalFlip()]
+            return [RandomResizedCropRGBImageDecoder((self.size, self.size)), *flip]
         if self.crop == "centre":  # = resize the short side to size·256/224, then a centre crop of `size`
             return [CenterCropRGBImageDecoder((self.size, self.size), ratio=224 / 256)]
         return [SimpleRGBImageDecoder()]
@@ -105,6 +114,6 @@ class FfcvLoader(BatchLoader):
         batches = iter(loader)
         try:
             for x, y in batches:  # FFCV reuses its buffers: `Finish` copies x out, and y is copied here
-                yield x, y.to(torch.int64, copy=True)
+                yield x[:, : self.channels], y.to(torch.int64, copy=True)  # greyscale is stored as RGB
         finally:
             batches.close()  # stops FFCV's thread when a cycled held-out stream is abandoned mid-epoch

@@ -1,4 +1,5 @@
-"""ImageNet-style image folders (`SPLIT/<class>/<image>`), read with torchvision's transforms.
+"""Image folders (`SPLIT/<class>/<image>`): ImageNet's and the user's own, read with torchvision's
+transforms or, small images, into memory.
 
 The classes are the sorted folder names of the training split, as torchvision's ImageFolder numbers them;
 the validation split must use the same names, so its labels mean the same classes.
@@ -6,16 +7,19 @@ the validation split must use the same names, so its labels mean the same classe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ista.data.loaders import BatchLoader
 from ista.data.sources import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-LAYOUT = "SRC/{train,val}/<class>/<image>.JPEG (the ImageFolder layout)"
+LAYOUT = "SRC/train/<class>/<image> and optionally SRC/val/<class>/<image> (the ImageFolder layout)"
+TEST_SHARE, SPLIT_SEED = 0.1, 0  # without val/ or test/: 10% of each class is held out, drawn with seed 0
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes of one-channel images (LA: with alpha)
 
 
 @dataclass(frozen=True)
@@ -23,10 +27,19 @@ class ImageFolder:
     root: Path
     classes: tuple[str, ...]
     samples: tuple[tuple[str, int], ...]  # (path, label)
+    channels: int = 3  # 1: read as greyscale
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return torch.tensor([label for _, label in self.samples], dtype=torch.int64)
 
 
-def scan_image_folder(root: str | Path, classes: tuple[str, ...] | None = None) -> ImageFolder:
-    """Lists a split folder; `classes` (from the training split) fixes the label numbering."""
+def scan_image_folder(
+    root: str | Path, classes: tuple[str, ...] | None = None, strict: bool = False
+) -> ImageFolder:
+    """Lists a split folder; `classes` (from the training split) fixes the label numbering. `strict` (a
+    training split whose classes are the data set's): every class folder holds images, and there are two
+    or more."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist; expected {LAYOUT}")
@@ -39,6 +52,8 @@ def scan_image_folder(root: str | Path, classes: tuple[str, ...] | None = None) 
         )
     if not found:
         raise DataError(f"{root} has no class folders; expected {LAYOUT}")
+    if strict and len(found) < 2:
+        raise DataError(f"{root} has a single class folder ({found[0]}); a classifier needs two or more")
     classes = classes or tuple(found)
     unknown = sorted(set(found) - set(classes))
     if unknown:
@@ -49,29 +64,119 @@ def scan_image_folder(root: str | Path, classes: tuple[str, ...] | None = None) 
         if not folder.is_dir():
             continue
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if strict and not files:
+            raise DataError(
+                f"class folder {folder} holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}"
+            )
         samples.extend((str(p), label) for p in files)
     if not samples:
         raise DataError(f"{root} holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}")
     return ImageFolder(root, classes, tuple(samples))
 
 
-def read_rgb(path: str):
-    """An image as an RGB PIL image (grey and CMYK JPEGs exist in ImageNet); errors name the file."""
+def split_folder(root: str | Path) -> tuple[ImageFolder, ImageFolder, str]:
+    """The training and test split of a tree, and where the test split comes from: `val/`, else `test/`,
+    else a fixed, stratified, seeded share of `train/` (as the digits' test split is drawn)."""
+    root = Path(root).expanduser()
+    train = scan_image_folder(root / "train", strict=True)
+    for name in ("val", "test"):
+        if (root / name).is_dir():
+            test = scan_image_folder(root / name, train.classes)
+            channels = image_channels(train.samples + test.samples)
+            return replace(train, channels=channels), replace(test, channels=channels), name
+    labels = train.labels.numpy()
+    rng = np.random.default_rng(SPLIT_SEED)
+    held = np.zeros(len(labels), dtype=bool)
+    for label, name in enumerate(train.classes):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            raise DataError(
+                f"{root / 'train' / name} holds one image; without a val/ or test/ folder every class needs "
+                f"two or more ({TEST_SHARE:.0%} of each is held out for testing)"
+            )
+        held[rng.permutation(members)[: max(1, round(TEST_SHARE * len(members)))]] = True
+    channels = image_channels(train.samples)
+    kept = tuple(s for s, h in zip(train.samples, held, strict=True) if not h)
+    test = tuple(s for s, h in zip(train.samples, held, strict=True) if h)
+    return (
+        replace(train, samples=kept, channels=channels),
+        replace(train, samples=test, channels=channels),
+        "train",
+    )
+
+
+def image_channels(samples) -> int:
+    """1 when every image is greyscale, 3 when every one is in colour; mixed counts are an error naming one
+    of each (read from the files' headers only)."""
+    from PIL import Image, UnidentifiedImageError
+
+    first: dict[int, str] = {}
+    for path, _ in samples:
+        try:
+            with Image.open(path) as image:
+                channels = 1 if image.mode in GREY_MODES else 3
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            raise DataError(f"cannot read image {path}: {err}") from None
+        first.setdefault(channels, path)
+        if len(first) == 2:
+            raise DataError(
+                f"images of mixed channel counts: {first[1]} is greyscale and {first[3]} is in colour; "
+                "convert them to one kind (all greyscale or all RGB)"
+            )
+    return next(iter(first))
+
+
+def median_side(samples) -> int:
+    """The median of the images' shorter sides (from the headers): a folder's default resolution."""
+    from PIL import Image
+
+    sides = []
+    for path, _ in samples:
+        with Image.open(path) as image:
+            sides.append(min(image.size))
+    return int(np.median(sides))
+
+
+def read_image(path: str, channels: int = 3):
+    """An image as a greyscale (`channels=1`) or RGB PIL image (grey and CMYK JPEGs exist in ImageNet);
+    errors, a truncated file's among them, name the file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return image.convert("L" if channels == 1 else "RGB")
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise DataError(f"cannot read image {path}: {err}") from None
 
 
-def folder_transform(train: bool, size: int = 224):
-    """The ImageNet geometry (method.md §7): random-resized crop + flip, or resize 256 + centre crop."""
+def read_rgb(path: str):
+    return read_image(path, 3)
+
+
+def load_images(folder: ImageFolder, size: int) -> torch.Tensor:
+    """Every image of the folder in memory, uint8 N×C×size×size: one that is not size×size already is
+    centre-cropped to a square and resized to it."""
+    from PIL import Image, ImageOps
+
+    out = torch.empty(len(folder.samples), folder.channels, size, size, dtype=torch.uint8)
+    for i, (path, _) in enumerate(folder.samples):
+        image = read_image(path, folder.channels)
+        if image.size != (size, size):
+            image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
+        pixels = torch.from_numpy(np.asarray(image).copy())
+        out[i] = pixels[None] if folder.channels == 1 else pixels.permute(2, 0, 1)
+    return out
+
+
+def folder_transform(train: bool, size: int = 224, flip: bool = True):
+    """The ImageNet geometry (method.md §7): random-resized crop + flip, or resize to size·256/224 + centre
+    crop."""
     from torchvision import transforms as T
 
     if train:
-        return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.PILToTensor()])
+        return T.Compose(
+            [T.RandomResizedCrop(size), *([T.RandomHorizontalFlip()] if flip else []), T.PILToTensor()]
+        )
     return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.PILToTensor()])
 
 
@@ -87,7 +192,7 @@ class _FolderDataset(torch.utils.data.Dataset):
         i, seed = item
         path, label = self.folder.samples[i]
         torch.manual_seed(seed)  # this worker's global generator, which torchvision's transforms draw from
-        return self.transform(read_rgb(path)), label
+        return self.transform(read_image(path, self.folder.channels)), label
 
 
 class FolderLoader(BatchLoader):
@@ -99,9 +204,9 @@ class FolderLoader(BatchLoader):
     """
 
     def __init__(self, folder: ImageFolder, indices, batch_size: int, finish, *, train: bool, workers: int,
-                 **kwargs):  # fmt: skip
+                 size: int = 224, flip: bool = True, **kwargs):  # fmt: skip
         super().__init__(indices, batch_size, finish, **kwargs)
-        self.dataset = _FolderDataset(folder, folder_transform(train))
+        self.dataset = _FolderDataset(folder, folder_transform(train, size, flip))
         self.workers = workers
 
     def _batches(self, seed, epoch, order, augment_g, start):

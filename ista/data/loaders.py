@@ -185,13 +185,15 @@ class Cycle:
 
 
 class ImageLoader(BatchLoader):
-    """Batches of `data.images[indices]` from memory; `crop` adds pad-4 random crop + flip (§11.9)."""
+    """Batches of `data.images[indices]` from memory; `crop` adds a random crop of the images padded by
+    `padding` and, if `flip`, flips (§11.9: 4 px at 32 px)."""
 
-    def __init__(self, data: ImageSet, indices, batch_size: int, finish: Finish, *, crop=False, **kwargs):
+    def __init__(self, data: ImageSet, indices, batch_size: int, finish: Finish, *, crop=False, padding=4,
+                 flip=True, **kwargs):  # fmt: skip
         super().__init__(indices, batch_size, finish, **kwargs)
-        # on the device once (`open_split` puts the set there): batches are cut there, with no copy
+        # on the device once (`open_data` puts the set there): batches are cut there, with no copy
         self.images, self.labels = data.images.to(self.device), data.labels.to(self.device)
-        self.crop = crop
+        self.crop, self.padding, self.flip = crop, padding, flip
 
     def _batches(self, seed, epoch, order, augment_g, start):
         if self.device.type == "cuda":  # one copy per pass, from pinned memory: the host does not wait
@@ -200,5 +202,5 @@ class ImageLoader(BatchLoader):
             chosen = order[first : first + self.batch_size]
             x = self.images[chosen]
             if self.crop:
-                x = random_crop_flip(x, augment_g)
+                x = random_crop_flip(x, augment_g, self.padding, self.flip)
             yield x, self.labels[chosen]

@@ -1,8 +1,8 @@
 """Readers that turn a data set on disk (or shipped with a package) into uint8 image tensors.
 
-CIFAR-10 is read from the standard python-pickle layout (`cifar-10-batches-py`). We read the pickles
-ourselves instead of through torchvision because torchvision insists on the archive's MD5 sums, which
-would make it impossible to test the reader on files the project writes; the format is the same.
+CIFAR-10 and CIFAR-100 are read from their python-pickle layouts, SVHN from its `.mat` files. We read the
+pickles ourselves instead of through torchvision because torchvision insists on the archives' MD5 sums,
+which would make it impossible to test the reader on files the project writes; the format is the same.
 """
 
 from __future__ import annotations
@@ -38,36 +38,95 @@ class ImageSet:
     num_classes: int
 
 
+CIFAR100_MEAN = (0.50707516, 0.48654887, 0.44091784)
+CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
+SVHN_MEAN = (0.4376821, 0.4437697, 0.47280442)
+SVHN_STD = (0.19803012, 0.20101562, 0.19703614)
+
+
+@dataclass(frozen=True)
+class PickleLayout:
+    """One of the CIFAR archives' python layouts: its folder, batch files, label key and class names."""
+
+    name: str
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    labels: bytes
+    classes: int
+
+
+CIFAR10 = PickleLayout("CIFAR-10", "cifar-10-batches-py", CIFAR10_TRAIN, CIFAR10_TEST, b"labels", 10)
+CIFAR100 = PickleLayout("CIFAR-100", "cifar-100-python", ("train",), ("test",), b"fine_labels", 100)
+
+
 def load_cifar10(root: str | Path, train: bool = True) -> ImageSet:
     """CIFAR-10 from `root/cifar-10-batches-py` (or `root` itself if it is that folder)."""
+    return load_cifar(root, CIFAR10, train, CIFAR10_MEAN, CIFAR10_STD)
+
+
+def load_cifar100(root: str | Path, train: bool = True) -> ImageSet:
+    """CIFAR-100's 100 fine classes from `root/cifar-100-python/{train,test}` (or that folder itself)."""
+    return load_cifar(root, CIFAR100, train, CIFAR100_MEAN, CIFAR100_STD)
+
+
+def load_cifar(root: str | Path, layout: PickleLayout, train: bool, mean, std) -> ImageSet:
     root = Path(root).expanduser()
-    folder = root if root.name == "cifar-10-batches-py" else root / "cifar-10-batches-py"
-    layout = "ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch} (the python version of CIFAR-10)"
+    folder = root if root.name == layout.folder else root / layout.folder
+    files = ", ".join(layout.train + layout.test)
+    expected = f"ROOT/{layout.folder}/{{{files}}} (the python version of {layout.name})"
     if not folder.is_dir():
-        raise DataError(f"CIFAR-10 folder {folder} does not exist; expected {layout}")
+        raise DataError(f"{layout.name} folder {folder} does not exist; expected {expected}")
     images, labels = [], []
-    for name in CIFAR10_TRAIN if train else CIFAR10_TEST:
+    for name in layout.train if train else layout.test:
         path = folder / name
         if not path.is_file():
-            raise DataError(f"missing CIFAR-10 file {path}; expected {layout}")
+            raise DataError(f"missing {layout.name} file {path}; expected {expected}")
         try:
             with open(path, "rb") as f:
                 batch = pickle.load(f, encoding="bytes")
             data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            label = np.asarray(batch[b"labels"], dtype=np.int64)
+            label = np.asarray(batch[layout.labels], dtype=np.int64)
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{path} is not a CIFAR-10 python batch: {type(err).__name__}: {err}") from None
-        if len(label) != len(data) or label.min() < 0 or label.max() > 9:
-            raise DataError(f"{path}: {len(data)} images but {len(label)} labels in 0..9")
+            raise DataError(
+                f"{path} is not a {layout.name} python batch: {type(err).__name__}: {err}"
+            ) from None
+        if len(label) != len(data) or label.min() < 0 or label.max() >= layout.classes:
+            raise DataError(f"{path}: {len(data)} images but {len(label)} labels in 0..{layout.classes - 1}")
         images.append(data)
         labels.append(label)
     return ImageSet(
         torch.from_numpy(np.concatenate(images)),
         torch.from_numpy(np.concatenate(labels)),
-        CIFAR10_MEAN,
-        CIFAR10_STD,
-        10,
+        mean,
+        std,
+        layout.classes,
     )
+
+
+SVHN_FILES = {True: "train_32x32.mat", False: "test_32x32.mat"}
+
+
+def load_svhn(root: str | Path, train: bool = True) -> ImageSet:
+    """SVHN's cropped digits from `root/{train,test}_32x32.mat` (X: 32×32×3×N, y: N×1 in 1..10, where 10
+    is the digit 0), read with SciPy (a dependency of cvxpy)."""
+    from scipy.io import loadmat
+
+    path = Path(root).expanduser() / SVHN_FILES[train]
+    expected = "ROOT/{train_32x32.mat, test_32x32.mat} (SVHN's cropped digits, format 2)"
+    if not path.is_file():
+        raise DataError(f"missing SVHN file {path}; expected {expected}")
+    try:
+        mat = loadmat(path)
+        x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1).astype(np.int64)
+    except Exception as err:  # scipy raises ValueError, TypeError or its own MatReadError on damaged files
+        raise DataError(f"{path} is not an SVHN .mat file: {type(err).__name__}: {err}") from None
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y) or y.min() < 1 or y.max() > 10:
+        raise DataError(
+            f"{path}: X of shape {x.shape} and {len(y)} labels; expected 32×32×3×N and N labels in 1..10"
+        )
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.uint8))
+    return ImageSet(images, torch.from_numpy(y % 10), SVHN_MEAN, SVHN_STD, 10)
 
 
 DIGITS_TEST_PER_CLASS = 30  # the fixed test split: 30 images of each digit, 300 in all

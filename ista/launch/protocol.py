@@ -29,7 +29,9 @@ PROTOCOLS = ("two-stage", "independent", "consistency", "one-stage")
 # the evaluation recipe of each search preset (method.md §4, §7)
 EVAL_PRESET = {"demo": "demo-eval", "cifar10-two-stage": "cifar10-eval",
                "cifar10-two-stage-code": "cifar10-eval", "cifar10-darts": "cifar10-eval",
-               "cifar10-one-stage": "cifar10-eval", "imagenet-one-stage": "imagenet-eval"}  # fmt: skip
+               "cifar10-one-stage": "cifar10-eval", "imagenet-one-stage": "imagenet-eval",
+               **{f"{d}-{k}": f"{d}-eval" for d in ("cifar100", "svhn")
+                  for k in ("two-stage", "one-stage")}}  # fmt: skip
 
 
 @dataclass(frozen=True)

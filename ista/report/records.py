@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 RESULT = "result.json"
+DATA_RECORD = "data.json"  # what the run's data held: `ista.data.datasets.Facts`
 PACKAGES = ("ista", "torch", "torchvision", "numpy", "scipy", "cvxpy", "mosek", "submitit", "ffcv", "rich")
 
 

@@ -1,8 +1,8 @@
 """What one run directory says about itself: settings, state, final numbers, cost, device and genotype.
 
-Read from the files alone (config.json, metrics.jsonl, env.json, genotype.json, result.json), so a summary
-works on a laptop with a copy of the runs, and a half-written or damaged run becomes a row with a note
-instead of an exception.
+Read from the files alone (config.json, data.json, metrics.jsonl, env.json, genotype.json, result.json),
+so a summary works on a laptop with a copy of the runs, and a half-written or damaged run becomes a row
+with a note instead of an exception.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ista.report.records import RESULT
+from ista.data.datasets import DATASETS, Facts
+from ista.report.records import DATA_RECORD, RESULT
 from ista.space.counting import measure
 from ista.space.genotypes import Genotype
 
@@ -28,6 +29,8 @@ class RunRecord:
     preset: str | None = None
     method: str | None = None
     dataset: str | None = None
+    classes: int | None = None  # of the data set (data.json)
+    size: int | None = None  # the image side the network saw
     epochs: int = 0
     valid_acc: float | None = None  # the super-net's held-out accuracy after the last search epoch
     test_err: float | None = None  # top-1 error on the test split at the end (fraction)
@@ -90,8 +93,11 @@ def _read(run_dir: Path, r: RunRecord) -> None:
         genotype = Genotype.from_text(text)
         r.genotype, r.fingerprint = text, genotype.fingerprint()
         r.skip_connects = genotype.skip_connects("normal")
-        counts = measure(text, *_target(config))
-        r.params_m, r.macs_m = counts["params_m"], counts["macs_m"]
+        facts = _facts(run_dir, config)
+        if facts is not None:
+            r.classes, r.size = len(facts.classes), facts.size
+            counts = measure(text, *_target(config, facts))
+            r.params_m, r.macs_m = counts["params_m"], counts["macs_m"]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -111,12 +117,23 @@ def _last(history: list[dict[str, Any]], key: str) -> float | None:
     return next((m[key] for m in reversed(history) if key in m), None)
 
 
-def _target(config: dict[str, Any]) -> tuple[str, bool, int | None, int | None]:
-    """The network a run's genotype is counted in: the trained one for `train`; for a search, the target
-    network of its data set (CIFAR-10's 20 cells at C=36 for CIFAR-10 and the digits demo; ImageNet's 14 at
+def _facts(run_dir: Path, config: dict[str, Any]) -> Facts | None:
+    """What the run's data held (data.json); for runs of earlier releases, the declaration's fixed facts."""
+    if (run_dir / DATA_RECORD).is_file():
+        return Facts.from_dict(json.loads((run_dir / DATA_RECORD).read_text()))
+    declared = DATASETS.get(config["data"]["dataset"])
+    if declared is None or None in (declared.num_classes, declared.size, declared.channels):
+        return None
+    classes = declared.classes or tuple(map(str, range(declared.num_classes)))
+    return Facts(declared.name, classes, declared.size, declared.channels, (), (), declared.test_split)
+
+
+def _target(config: dict[str, Any], facts: Facts) -> tuple:
+    """The network a run's genotype is counted in (`measure`'s arguments): the trained one for `train`; for
+    a search, the paper's target network for its data's stem (CIFAR's 20 cells at C=36, ImageNet's 14 at
     C=48), in the one-stage variant for one-stage runs."""
-    dataset = "imagenet" if config["data"]["dataset"] == "imagenet" else "cifar10"
+    data = (facts.stem, len(facts.classes), facts.size, facts.channels)
     if config["method"] == "train":
         net = config["network"]
-        return dataset, bool(net["onestage"]), net["channels"], net["layers"]
-    return dataset, config["method"] == "onestage", None, None
+        return (*data, bool(net["onestage"]), net["channels"], net["layers"])
+    return (*data, config["method"] == "onestage", None, None)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ista.space.genotypes import load_genotype
-from ista.space.networks import DATASETS, build_eval_network
+from ista.space.networks import TARGET_SIZES, build_eval_network
 
 
 def count_params_m(model: nn.Module) -> float:
@@ -48,18 +48,32 @@ def count_macs_m(model: nn.Module, input_shape: tuple[int, ...], **forward_kwarg
 
 
 @lru_cache(maxsize=256)
-def measure(spec: str, dataset: str, onestage: bool, channels: int | None, layers: int | None) -> dict:
-    """Params and MACs of a genotype's target network (default size: the paper's for the data set)."""
-    shape = DATASETS[dataset]
+def measure(
+    spec: str,
+    stem: str = "cifar",
+    num_classes: int = 10,
+    side: int = 32,
+    in_channels: int = 3,
+    onestage: bool = False,
+    channels: int | None = None,
+    layers: int | None = None,
+) -> dict:
+    """Params and MACs of a genotype's target network for images of `side` px with `in_channels` channels
+    in `num_classes` classes (default size: the paper's for the stem)."""
     net = build_eval_network(
-        load_genotype(spec), dataset, channels, layers, onestage=onestage, auxiliary=True
-    )
+        load_genotype(spec), stem, channels, layers, num_classes, auxiliary=True, onestage=onestage,
+        in_channels=in_channels,
+    )  # fmt: skip
+    default_channels, default_layers = TARGET_SIZES[stem]
     return {
         "genotype": spec,
-        "dataset": dataset,
+        "stem": stem,
+        "num_classes": num_classes,
+        "side": side,
+        "in_channels": in_channels,
         "onestage": onestage,
-        "layers": layers or shape.layers,
-        "channels": channels or shape.channels,
+        "layers": layers or default_layers,
+        "channels": channels or default_channels,
         "params_m": round(count_params_m(net), 6),
-        "macs_m": round(count_macs_m(net, (3, shape.resolution, shape.resolution)), 3),
+        "macs_m": round(count_macs_m(net, (in_channels, side, side)), 3),
     }

@@ -9,7 +9,6 @@ in `forward`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,19 +19,27 @@ from ista.space.genotypes import Genotype
 CellFactory = Callable[[int, int, int, bool, bool], nn.Module]  # (C_pp, C_p, C, reduction, reduction_prev)
 
 
-@dataclass(frozen=True)
-class DatasetShape:
-    stem: str
-    num_classes: int
-    resolution: int
-    channels: int  # C of the paper's target net
-    layers: int
+STEMS = ("cifar", "imagenet")  # one 3×3 conv keeping the side; three stride-2 convs (224 → 28)
+TARGET_SIZES = {"cifar": (36, 20), "imagenet": (48, 14)}  # the paper's target net, (C, cells) (§4, §7)
 
 
-DATASETS: dict[str, DatasetShape] = {
-    "cifar10": DatasetShape("cifar", 10, 32, channels=36, layers=20),
-    "imagenet": DatasetShape("imagenet", 1000, 224, channels=48, layers=14),
-}
+def auxiliary_fits(side: int, stem: str) -> bool:
+    """Whether the auxiliary head's pool-and-2×2-conv leaves 1×1 from images of this side: its pool (5, stride
+    3; ImageNet: 2) must make 2×2 of the map after the second reduction cell."""
+    halvings = 2 + (3 if stem == "imagenet" else 0)  # the stem's stride-2 convs, then the two reductions
+    for _ in range(halvings):
+        side = -(-side // 2)
+    return side >= 5 and (side - 5) // (2 if stem == "imagenet" else 3) + 1 == 2
+
+
+def check_auxiliary(side: int, stem: str) -> None:
+    """A clear error where the auxiliary head would fail on images of this side."""
+    if not auxiliary_fits(side, stem):
+        fits = [s for s in range(1, 1025) if auxiliary_fits(s, stem)]
+        raise ValueError(
+            f"the auxiliary head does not fit {side}×{side} images: with the {stem} stem it needs a side of "
+            f"{fits[0]}–{fits[-1]} px; set network.auxiliary_weight=0, or data.size within that range"
+        )
 
 
 class AuxiliaryHead(nn.Sequential):
@@ -140,44 +147,41 @@ class Network(nn.Module):
             cell.set_support(reduce if cell.reduction else normal)
 
 
-def _shape(dataset: str) -> DatasetShape:
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    return DATASETS[dataset]
-
-
 def build_eval_network(
     genotype: Genotype,
-    dataset: str = "cifar10",
+    stem: str = "cifar",
     channels: int | None = None,
     layers: int | None = None,
-    num_classes: int | None = None,
+    num_classes: int = 10,
     auxiliary: bool = False,
     onestage: bool = False,
     in_channels: int = 3,
 ) -> Network:
-    """The target network of a genotype; `onestage` adds a BN after every parameter-free op (§6.6)."""
-    shape = _shape(dataset)
+    """The target network of a genotype (default size: the paper's for the stem); `onestage` adds a BN after
+    every parameter-free op (§6.6)."""
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; expected one of {', '.join(STEMS)}")
+    default_channels, default_layers = TARGET_SIZES[stem]
 
     def make_cell(c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool) -> nn.Module:
         return EvalCell(genotype, c_pp, c_p, c, reduction, reduction_prev, onestage=onestage)
 
     return Network(
         make_cell,
-        channels or shape.channels,
-        num_classes or shape.num_classes,
-        layers or shape.layers,
-        stem=shape.stem,
+        channels or default_channels,
+        num_classes,
+        layers or default_layers,
+        stem=stem,
         auxiliary=auxiliary,
         in_channels=in_channels,
     )
 
 
 def build_search_network(
-    dataset: str = "cifar10",
+    stem: str = "cifar",
     channels: int = 16,
     layers: int = 8,
-    num_classes: int | None = None,
+    num_classes: int = 10,
     onestage: bool = False,
     auxiliary: bool = False,
     in_channels: int = 3,
@@ -187,18 +191,11 @@ def build_search_network(
     Two-stage (default): every cell BN is affine=False and pools get a BN(affine=False), as in DARTS
     (§3.1, §11.5). One-stage: all BNs affine and a BN after every parameter-free op (§6.1).
     """
-    shape = _shape(dataset)
     affine, bn = (True, "onestage") if onestage else (False, "search")
 
     def make_cell(c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool) -> nn.Module:
         return SearchCell(c_pp, c_p, c, reduction, reduction_prev, affine=affine, bn_after_free=bn)
 
     return Network(
-        make_cell,
-        channels,
-        num_classes or shape.num_classes,
-        layers,
-        stem=shape.stem,
-        auxiliary=auxiliary,
-        in_channels=in_channels,
+        make_cell, channels, num_classes, layers, stem=stem, auxiliary=auxiliary, in_channels=in_channels
     )

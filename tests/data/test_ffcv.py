@@ -25,10 +25,10 @@ RAW = Finish((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))  # leaves pixel value
 
 
 def write_cifar_beton(tmp_path, write_cifar, **kwargs):
-    from ista.data.beton import write_cifar10
+    from ista.data.beton import write_betons
 
     write_cifar(tmp_path / "src", **kwargs)
-    write_cifar10(tmp_path / "src", tmp_path / "beton", page_size=SMALL_PAGES, workers=2)
+    write_betons("cifar10", tmp_path / "src", tmp_path / "beton", page_size=SMALL_PAGES, workers=2)
     return tmp_path / "beton"
 
 
@@ -96,15 +96,26 @@ def test_two_stage_split_and_subset_on_the_ffcv_path(tmp_path, write_cifar):
     loaders = build_loaders(config, split)
     _, train_labels = all_batches(loaders.train)
     _, held_labels = all_batches(loaders.evaluate)
-    labels = torchvision_cifar(tmp_path / "src", True).targets
-    assert sorted(train_labels.tolist()) == sorted(labels[:30]) and held_labels.tolist() == labels[30:60]
+    labels = torch.tensor(torchvision_cifar(tmp_path / "src", True).targets)
+    torch_split = open_split(replace(config.data, beton="", root=str(tmp_path / "src")), train=True)
+    assert torch.equal(split.indices, torch_split.indices)  # one stratified subset on both paths
+    chosen = labels[split.indices]
+    assert (
+        sorted(train_labels.tolist()) == sorted(chosen[:30].tolist())
+        and held_labels.tolist() == chosen[30:].tolist()
+    )
+    expected = torch.bincount(labels, minlength=10) * 30 / 100  # each half holds every class in its share
+    for half in (train_labels, held_labels):
+        assert (torch.bincount(half, minlength=10) - expected).abs().max() <= 1
 
 
 def test_imagenet_jpeg_beton_decodes_to_the_recipes_views(tmp_path, write_image_folder):
-    from ista.data.beton import write_imagenet
+    from ista.data.beton import write_betons
 
     src = write_image_folder(tmp_path / "src")
-    manifest = write_imagenet(src, tmp_path / "beton", max_res=600, page_size=SMALL_PAGES, workers=2)
+    manifest = write_betons(
+        "imagenet", src, tmp_path / "beton", image_by_image={"max_res": 600}, page_size=SMALL_PAGES, workers=2
+    )
     assert manifest["splits"]["val"]["images"] == 6 and manifest["num_classes"] == 3
     config = DataConfig(dataset="imagenet", root=str(src), beton=str(tmp_path / "beton"), workers=2)
     views = {}
@@ -124,32 +135,34 @@ def test_imagenet_jpeg_beton_decodes_to_the_recipes_views(tmp_path, write_image_
 
 
 def test_bad_sources_name_the_file_and_leave_no_finished_file(tmp_path, write_image_folder, write_cifar):
-    from ista.data.beton import write_cifar10, write_imagenet
+    from ista.data.beton import write_betons
 
     with pytest.raises(DataError, match=r"image folder .*nowhere/train does not exist"):
-        write_imagenet(tmp_path / "nowhere", tmp_path / "out")
+        write_betons("imagenet", tmp_path / "nowhere", tmp_path / "out")
     flat = tmp_path / "flat"
     write_image_folder(flat)
     for image in (flat / "val" / "n01440764").iterdir():
         image.rename(flat / "val" / image.name)
     (flat / "val" / "n01440764").rmdir()
     with pytest.raises(DataError, match=r"val holds 2 images outside class folders \(e.g. n01440764_0"):
-        write_imagenet(flat, tmp_path / "out")
+        write_betons("imagenet", flat, tmp_path / "out")
     (flat / "val" / "odd").mkdir()
     for image in (flat / "val").glob("*.JPEG"):
         image.rename(flat / "val" / "odd" / image.name)
     with pytest.raises(DataError, match=r"val has classes not in the training split: odd"):
-        write_imagenet(flat, tmp_path / "out")
+        write_betons("imagenet", flat, tmp_path / "out")
 
     src = write_image_folder(tmp_path / "broken")
     bad = src / "val" / "n01443537" / "n01443537_1.JPEG"
     bad.write_bytes(b"\xff\xd8 this is not a JPEG")
     with pytest.raises(DataError, match=f"cannot read image {bad}"):
-        write_imagenet(src, tmp_path / "out", page_size=SMALL_PAGES, workers=2)
+        write_betons("imagenet", src, tmp_path / "out", page_size=SMALL_PAGES, workers=2)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["train.beton"]  # no val.beton, no leftovers
 
     with pytest.raises(DataError, match=r"train.beton already exists; pass --force"):
-        write_imagenet(write_image_folder(tmp_path / "good"), tmp_path / "out", page_size=SMALL_PAGES)
+        write_betons(
+            "imagenet", write_image_folder(tmp_path / "good"), tmp_path / "out", page_size=SMALL_PAGES
+        )
 
     beton = write_cifar_beton(tmp_path / "c", write_cifar)
     (beton / "test.beton").write_bytes((beton / "test.beton").read_bytes()[:1000])
@@ -158,7 +171,7 @@ def test_bad_sources_name_the_file_and_leave_no_finished_file(tmp_path, write_im
     with pytest.raises(DataError, match="does not exist; write it with `ista data`"):
         open_split(DataConfig(beton=str(tmp_path)), train=True)
     with pytest.raises(DataError, match="already exists"):
-        write_cifar10(tmp_path / "c" / "src", beton)
+        write_betons("cifar10", tmp_path / "c" / "src", beton)
 
 
 def test_ista_data_command(tmp_path, write_cifar):

@@ -144,7 +144,7 @@ def test_phases_and_a_resume_across_the_switch(tmp_path, write_cifar):
     assert a["method"]["train_start"] == 2
 
 
-@pytest.mark.parametrize("dataset", ["cifar10", "imagenet"])
+@pytest.mark.parametrize("dataset", ["cifar", "imagenet"])
 def test_the_cap_counts_a_candidate_without_building_it(dataset, monkeypatch):
     """The cap's measure is read off the super-net (which holds every op of the target net), not from a
     target net built at each recovery (80 ms for 20 cells here): equal to the built net's count."""

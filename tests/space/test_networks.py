@@ -42,38 +42,40 @@ def formula_params(g: Genotype, c: int, layers: int, classes: int, imagenet: boo
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_param_counts_match_formulas(name, onestage):
     g = PUBLISHED[name]
-    cifar = build_eval_network(g, "cifar10", auxiliary=True, onestage=onestage)
+    cifar = build_eval_network(g, "cifar", auxiliary=True, onestage=onestage)
     assert round(count_params_m(cifar) * 1e6) == formula_params(g, 36, 20, 10, False, onestage)
-    imagenet = build_eval_network(g, "imagenet", auxiliary=True, onestage=onestage)
+    imagenet = build_eval_network(g, "imagenet", num_classes=1000, auxiliary=True, onestage=onestage)
     assert round(count_params_m(imagenet) * 1e6) == formula_params(g, 48, 14, 1000, True, onestage)
 
 
 def test_published_counts():
     # method.md §10.1 (known DARTS log values, 1e-6 M).
     v2 = PUBLISHED["DARTS_V2"]
-    assert count_params_m(build_eval_network(v2, "cifar10", auxiliary=True)) == pytest.approx(
+    assert count_params_m(build_eval_network(v2, "cifar", auxiliary=True)) == pytest.approx(
         3.349342, abs=1e-6
     )
-    assert count_params_m(build_eval_network(v2, "imagenet", auxiliary=True)) == pytest.approx(
-        4.718752, abs=1e-6
-    )
+    assert count_params_m(
+        build_eval_network(v2, "imagenet", num_classes=1000, auxiliary=True)
+    ) == pytest.approx(4.718752, abs=1e-6)
     assert count_params_m(build_eval_network(v2, onestage=True)) == pytest.approx(3.358846, abs=1e-6)
     assert count_params_m(build_eval_network(PUBLISHED["DARTS_V1"])) == pytest.approx(3.169414, abs=1e-6)
-    assert count_params_m(build_search_network("cifar10", 16, 8)) == pytest.approx(1.930618, abs=1e-6)
+    assert count_params_m(build_search_network("cifar", 16, 8)) == pytest.approx(1.930618, abs=1e-6)
 
 
 def test_onestage_supernet_count():
-    net = build_search_network("cifar10", 36, 20, onestage=True, auxiliary=True)
+    net = build_search_network("cifar", 36, 20, onestage=True, auxiliary=True)
     assert count_params_m(net) == pytest.approx(20.374678, abs=1e-6)
 
 
 def test_macs():
     v2 = PUBLISHED["DARTS_V2"]
     assert count_macs_m(build_eval_network(v2, auxiliary=True), (3, 32, 32)) == pytest.approx(528.4, abs=0.05)
-    assert count_macs_m(build_eval_network(v2, "imagenet"), (3, 224, 224)) == pytest.approx(529.9, abs=0.05)
+    assert count_macs_m(build_eval_network(v2, "imagenet", num_classes=1000), (3, 224, 224)) == pytest.approx(
+        529.9, abs=0.05
+    )
 
 
-@pytest.mark.parametrize("dataset,size", [("cifar10", 32), ("imagenet", 224)])
+@pytest.mark.parametrize("dataset,size", [("cifar", 32), ("imagenet", 224)])
 def test_eval_network_forward_and_aux(dataset, size):
     torch.manual_seed(0)
     net = build_eval_network(
@@ -180,7 +182,7 @@ def test_search_cell_bad_support_and_weights():
 
 def test_search_network_two_types_of_weights():
     torch.manual_seed(0)
-    net = build_search_network("cifar10", channels=4, layers=5, num_classes=3)
+    net = build_search_network("cifar", channels=4, layers=5, num_classes=3)
     net.set_support([[7, 10]] * 4, [[8, 12]] * 4)  # every node reads h_1, so every cell reaches the logits
     normal_active = [o + k for o in NODE_OFFSETS for k in (7, 10)]
     reduce_active = [o + k for o in NODE_OFFSETS for k in (8, 12)]
@@ -198,16 +200,16 @@ def test_search_network_two_types_of_weights():
 
 
 def test_search_bn_conventions():
-    two = build_search_network("cifar10", 8, 3)
+    two = build_search_network("cifar", 8, 3)
     cell_bns = [m for m in two.cells.modules() if isinstance(m, nn.BatchNorm2d)]
     assert cell_bns and not any(bn.affine for bn in cell_bns)  # §11.5
-    one = build_search_network("cifar10", 8, 3, onestage=True)
+    one = build_search_network("cifar", 8, 3, onestage=True)
     assert all(m.affine for m in one.cells.modules() if isinstance(m, nn.BatchNorm2d))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU to detect host syncs")
 def test_search_forward_has_no_host_sync():
-    net = build_search_network("cifar10", 8, 5).cuda()
+    net = build_search_network("cifar", 8, 5).cuda()
     net.set_support([[0, 9]] * 4, [[3, 4]] * 4)
     w = (torch.randn(CODE_SIZE, device="cuda"), torch.randn(CODE_SIZE, device="cuda"))
     x = torch.randn(4, 3, 32, 32, device="cuda")

@@ -25,7 +25,7 @@ def official_recipe(seed: int):
         A["normal"].append(np.random.rand(7, 7 * (i + 2)))
         A["reduce"].append(np.random.rand(7, 7 * (i + 2)))
     torch.manual_seed(seed)
-    build_search_network("cifar10", 16, 8, num_classes=10)  # NetWork.__init__ draws W, then b
+    build_search_network("cifar", 16, 8, num_classes=10)  # NetWork.__init__ draws W, then b
     b = {"normal": 1e-3 * torch.randn(4, 7), "reduce": 1e-3 * torch.randn(4, 7)}
     return A, b
 

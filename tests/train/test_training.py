@@ -58,7 +58,7 @@ def test_loss_is_label_smoothed_main_plus_weighted_auxiliary(tmp_path, write_cif
 
 
 def test_imagenet_network_shapes_at_224():
-    net = build_eval_network(PUBLISHED["ISTA_ImageNet"], "imagenet", auxiliary=True)
+    net = build_eval_network(PUBLISHED["ISTA_ImageNet"], "imagenet", num_classes=1000, auxiliary=True)
     logits, aux = net(torch.randn(2, 3, 224, 224))
     assert logits.shape == aux.shape == (2, 1000)
     net.eval()
