@@ -304,14 +304,14 @@ def _tiny_task(device: str, *more: str):
 
     from ista.config import apply_overrides, preset
     from ista.data.sources import CIFAR10_MEAN, CIFAR10_STD, ImageSet
-    from ista.data.splits import Split
+    from ista.data.splits import memory_split
     from ista.runner import build_loaders, build_task
 
     config = apply_overrides(preset("cifar10-two-stage"), [*TINY, *more])
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (1024, 3, 32, 32), dtype=torch.uint8, generator=g)
     data = ImageSet(images, torch.randint(0, 10, (1024,), generator=g), CIFAR10_MEAN, CIFAR10_STD, 10)
-    split = Split("cifar10", data, 1024, 10, 3, CIFAR10_MEAN, CIFAR10_STD, torch.device(device))
+    split = memory_split(data, device=device)
     return config, build_task(config, split, torch.device(device)), build_loaders(config, split), data
 
 

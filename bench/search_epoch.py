@@ -16,7 +16,7 @@ import torch
 
 from ista.config import apply_overrides, preset
 from ista.data.sources import CIFAR10_MEAN, CIFAR10_STD, ImageSet
-from ista.data.splits import Split
+from ista.data.splits import memory_split
 from ista.report.console import RunProgress
 from ista.runner import build_loaders, build_task
 from ista.train.engine import run_epochs
@@ -35,7 +35,7 @@ def main() -> None:
     labels = torch.randint(0, 10, (args.images,), generator=g)
     device = torch.device(args.device)
     images = ImageSet(images, labels, CIFAR10_MEAN, CIFAR10_STD, 10)
-    data = Split("cifar10", images, args.images, 10, 3, CIFAR10_MEAN, CIFAR10_STD, device)
+    data = memory_split(images, device=device)
     task = build_task(config, data, device)
     loaders = build_loaders(config, data)
     results = {}

@@ -20,7 +20,7 @@ import torch
 
 from ista.config import apply_overrides, preset
 from ista.data.sources import ImageSet
-from ista.data.splits import Split
+from ista.data.splits import memory_split
 from ista.runner import build_task
 
 
@@ -70,7 +70,7 @@ def main() -> None:
     images = ImageSet(
         torch.zeros(1, 3, 32, 32, dtype=torch.uint8), torch.zeros(1, dtype=torch.long), (0,), (1,), 10
     )
-    data = Split("cifar10", images, 1, 10, 3, (0.0,), (1.0,), device)
+    data = memory_split(images, device=device)
     tasks = {
         "sparse": build_task(apply_overrides(preset("cifar10-two-stage"), shape), data, device),
         "dense": build_task(apply_overrides(preset("cifar10-darts"), shape), data, device),

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = runner.run(config, out)
     last = result.history[-1]
-    params = count_params_m(build_eval_network(result.genotype, "cifar10", auxiliary=True))
+    params = count_params_m(build_eval_network(result.genotype, "cifar", auxiliary=True))
     console.print(f"\n[bold]Found genotype[/] (after {time.perf_counter() - started:.0f} s):")
     console.print(result.genotype.to_text(), highlight=False)
     console.print(f"held-out accuracy of the super-net: [bold]{last['valid_acc']:.1%}[/] (chance: 10%)")

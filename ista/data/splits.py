@@ -200,6 +200,16 @@ def open_data(
     return splits[0], splits[1] if test_source is not None else None
 
 
+def memory_split(data: ImageSet, name: str = "cifar10", device: torch.device | str = "cpu") -> Split:
+    """A training split of images already in memory (benchmarks, tests), with data set `name`'s classes
+    and augmentation."""
+    declared, device = dataset(name), torch.device(device)
+    classes = declared.classes or tuple(map(str, range(data.num_classes)))
+    side, channels = data.images.shape[-1], data.images.shape[1]
+    facts = Facts(name, classes, side, channels, data.mean, data.std, declared.test_split)
+    return Split(facts, _on(data, device), torch.arange(len(data.labels)), "pad", declared.flip, device)
+
+
 def open_split(
     data: DataConfig, train: bool, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
 ) -> Split:

@@ -212,3 +212,40 @@ def test_every_declared_data_set_is_documented():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for name in DATASETS:
         assert f"`{name}`" in readme, name
+
+
+TINY = ["network.channels=4", "network.layers=3", "batch_size=32", "epochs=1"]
+
+
+def test_a_search_on_a_folder_of_grey_digits_learns_at_their_own_size(digits_tree, tmp_path, cli):
+    args = ["--preset", "demo", f"data.root={digits_tree}", "data.dataset=folder", "epochs=2", "--quiet"]
+    code, out, err = cli("search", *args, "--out", str(tmp_path / "s"))
+    assert code == 0, out + err
+    last = json.loads((tmp_path / "s" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["valid_acc"] > 0.4  # chance: 10%
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["data"]["size"] == 8
+    facts = json.loads((tmp_path / "s" / "data.json").read_text())
+    assert (facts["size"], facts["channels"], facts["num_classes"], facts["stem"]) == (8, 1, 10, "cifar")
+
+
+def test_search_and_train_read_cifar100_and_svhn_files(tmp_path, cli):
+    c100 = write_cifar100_folder(tmp_path / "c100", train=64, test=32).parent
+    svhn = write_svhn_files(tmp_path / "svhn", train=64, test=32)
+    code, out, err = cli("search", "--preset", "cifar100-two-stage", f"data.root={c100}", *TINY, "--quiet",
+                         "--out", str(tmp_path / "search"))  # fmt: skip
+    assert code == 0, out + err
+    genotype = str(tmp_path / "search" / "genotype.json")
+    code, out, err = cli("train", "--preset", "svhn-eval", "--genotype", genotype, f"data.root={svhn}", *TINY,
+                         "network.auxiliary_weight=0", "--quiet",
+                         "--out", str(tmp_path / "train"))  # fmt: skip
+    assert code == 0 and "final test error" in out, out + err
+    for run, classes in (("search", 100), ("train", 10)):
+        assert json.loads((tmp_path / run / "data.json").read_text())["num_classes"] == classes
+    code, out, _ = cli("summarize", str(tmp_path / "search"), str(tmp_path / "train"))
+    assert "on cifar100 (100 classes" in out and "on svhn (10 classes" in out, out
+    code, out, _ = cli("summarize", str(tmp_path / "search"), str(tmp_path / "train"), "--json")
+    runs = [g["runs"][0] for g in json.loads(out)]
+    assert [(r["dataset"], r["classes"], r["size"]) for r in runs] == [
+        ("cifar100", 100, 32),
+        ("svhn", 10, 32),
+    ]

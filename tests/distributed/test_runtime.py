@@ -56,12 +56,19 @@ def search_as_rank(rank: int, world: int, port: int, out: str, overrides: list[s
 
 def test_two_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_path, free_port):
     two, one = tmp_path / "two", tmp_path / "one"
-    mp.spawn(search_as_rank, args=(2, free_port, str(two), [*TINY, "batch_size=16"]), nprocs=2, join=True)
+    # one epoch: after it Adam turns float-level differences in b's near-zero gradient components into
+    # steps of its learning rate, and a near tie in z can then pick other supports (seen on the digits)
+    one_epoch = [*TINY, "epochs=1"]
+    mp.spawn(
+        search_as_rank, args=(2, free_port, str(two), [*one_epoch, "batch_size=16"]), nprocs=2, join=True
+    )
     ranks = [json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # one genotype, one set of metrics, on both ranks
     env = json.loads((two / "env.json").read_text())
     assert env["world_size"] == 2 and env["launcher"] == "torchrun"
-    mp.spawn(search_as_rank, args=(1, free_port, str(one), [*TINY, "batch_size=32"]), nprocs=1, join=True)
+    mp.spawn(
+        search_as_rank, args=(1, free_port, str(one), [*one_epoch, "batch_size=32"]), nprocs=1, join=True
+    )
     single = json.loads((one / "rank0.json").read_text())
     assert single["genotype"] == ranks[0]["genotype"]
     for a, b in zip(single["history"], ranks[0]["history"], strict=True):  # BN over the global batch
@@ -69,9 +76,7 @@ def test_two_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_pa
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
         for cell in ("normal", "reduce"):
             za, zb = (np.concatenate(m["z"][cell]) for m in (a, b))
-            # after the first epoch, Adam turns float-level differences in b's near-zero gradient
-            # components into steps of its learning rate (3e-4 on a z of 1e-2 after epoch 2, measured)
-            assert np.allclose(za, zb, rtol=1e-3, atol=1e-7 if a["epoch"] == 0 else 1e-3)
+            assert np.allclose(za, zb, rtol=1e-3, atol=1e-7)
 
 
 def fused_bn_as_rank(rank: int, port: int, out: str) -> None:

@@ -35,25 +35,32 @@ def test_stages_and_their_overrides(tmp_path):
 
 
 def test_independent_runs_resumes_only_what_is_unfinished_and_gives_the_result(tmp_path, cli):
+    """On a folder of real grey digit images (the user's own data), at their own 8 px."""
+    from ista.data.synthetic import write_digits_tree
+
+    tree = write_digits_tree(tmp_path / "digits")
     folder = tmp_path / "p"
-    code, out, err = protocol(cli, "independent", folder, "--seeds", "0-1")
+    own = ["data.dataset=folder", f"data.root={tree}"]
+    code, out, err = protocol(cli, "independent", folder, "--seeds", "0-1", *own)
     assert code == 0, out + err
     assert "4 seed run(s) submitted" in out
     record = json.loads((folder / "protocol.json").read_text())
     assert [s["name"] for s in record["stages"]] == ["search", "eval"]
     genotype = json.loads((folder / "eval" / "seed-1" / "config.json").read_text())["genotype"]
     assert genotype == str(folder / "search" / "seed-1" / "genotype.json")  # seed 1's own search
-    code, out, _ = protocol(cli, "independent", folder, "--seeds", "0-1")
+    code, out, _ = protocol(cli, "independent", folder, "--seeds", "0-1", *own)
     assert code == 0 and "0 seed run(s) submitted" in out  # everything is done
     (folder / "eval" / "seed-0" / "result.json").unlink()  # as if it had failed before its end
     (folder / "eval" / "seed-0" / "checkpoint.pt").unlink()
-    code, out, err = protocol(cli, "independent", folder, "--seeds", "0-1")
+    code, out, err = protocol(cli, "independent", folder, "--seeds", "0-1", *own)
     assert code == 0 and "1 seed run(s) submitted" in out, out + err
     progress = json.loads((folder / "search" / "seed-1" / "progress.json").read_text())
     assert (progress["epoch"], progress["epochs"], progress["steps"]) == (1, 1, 1) and progress["eta_s"] == 0
     assert {"train_loss", "train_acc", "images_per_s", "updated"} <= set(progress)
     code, out, _ = cli("launch", "--status", folder, "--watch")  # every seed has ended: one view, then out
     assert code == 0 and "img/s" in out and "ETA" in out, out
+    code, out, _ = cli("summarize", folder)
+    assert "folder (10 classes, 8 px)" in out, out
     code, out, err = cli("summarize", folder, "--json")
     result = json.loads(out)["protocols"][0]
     assert result["protocol"] == "independent" and result["test_error"]["n"] == 2

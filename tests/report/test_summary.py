@@ -116,7 +116,9 @@ def test_json_numbers_are_those_of_the_run_directories(runs, ista):
             genotype = Genotype.from_json((Path(run["run_dir"]) / "genotype.json").read_text())
             assert run["fingerprint"] == genotype.fingerprint()
             assert run["skip_connects"] == sum(op == "skip_connect" for op, _ in genotype.normal)
-            params = json.loads(ista("params", genotype.to_text(), "--json").stdout)
+            params = json.loads(
+                ista("params", genotype.to_text(), "--dataset", run["dataset"], "--json").stdout
+            )
             assert (run["params_m"], run["macs_m"]) == (params["params_m"], params["macs_m"])
             epoch_s = [
                 json.loads(line)["epoch_s"] for line in (Path(run["run_dir"]) / "metrics.jsonl").open()
