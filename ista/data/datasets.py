@@ -44,6 +44,7 @@ class Dataset:
     # second half, as in the official code. Otherwise the images are put in a stratified order first.
     mixed: bool = True
     beton: bool = True  # `ista data NAME` writes it as .beton files
+    needs_root: bool = True  # its files are read from `data.root` (the digits ship with scikit-learn)
     test_split: str = "test"  # the test split's name: its .beton file (and folder, for image trees)
     usual_classes: int | None = None  # where the names come from the data: their usual number (ista params)
 
@@ -261,6 +262,7 @@ DATASETS: dict[str, Dataset] = {
             channels=1,
             flip=False,
             beton=False,
+            needs_root=False,
         ),
         Dataset(
             "folder",

@@ -28,6 +28,7 @@ class ImageFolder:
     classes: tuple[str, ...]
     samples: tuple[tuple[str, int], ...]  # (path, label)
     channels: int = 3  # 1: read as greyscale
+    median_side: int = 0  # of the images' shorter sides, from their headers (0: not read)
 
     @property
     def labels(self) -> torch.Tensor:
@@ -82,8 +83,8 @@ def split_folder(root: str | Path) -> tuple[ImageFolder, ImageFolder, str]:
     for name in ("val", "test"):
         if (root / name).is_dir():
             test = scan_image_folder(root / name, train.classes)
-            channels = image_channels(train.samples + test.samples)
-            return replace(train, channels=channels), replace(test, channels=channels), name
+            channels, side = read_headers(train.samples, test.samples)
+            return replace(train, channels=channels, median_side=side), replace(test, channels=channels), name
     labels = train.labels.numpy()
     rng = np.random.default_rng(SPLIT_SEED)
     held = np.zeros(len(labels), dtype=bool)
@@ -95,26 +96,28 @@ def split_folder(root: str | Path) -> tuple[ImageFolder, ImageFolder, str]:
                 f"two or more ({TEST_SHARE:.0%} of each is held out for testing)"
             )
         held[rng.permutation(members)[: max(1, round(TEST_SHARE * len(members)))]] = True
-    channels = image_channels(train.samples)
     kept = tuple(s for s, h in zip(train.samples, held, strict=True) if not h)
     test = tuple(s for s, h in zip(train.samples, held, strict=True) if h)
+    channels, side = read_headers(kept, test)
     return (
-        replace(train, samples=kept, channels=channels),
+        replace(train, samples=kept, channels=channels, median_side=side),
         replace(train, samples=test, channels=channels),
         "train",
     )
 
 
-def image_channels(samples) -> int:
-    """1 when every image is greyscale, 3 when every one is in colour; mixed counts are an error naming one
-    of each (read from the files' headers only)."""
+def read_headers(train, test) -> tuple[int, int]:
+    """From the files' headers alone, in one pass: the channels (1 when every image is greyscale, 3 when
+    every one is in colour; mixed counts are an error naming one of each) and the median of the training
+    images' shorter sides (a folder's default resolution)."""
     from PIL import Image, UnidentifiedImageError
 
     first: dict[int, str] = {}
-    for path, _ in samples:
+    sides = []
+    for path, _ in (*train, *test):
         try:
             with Image.open(path) as image:
-                channels = 1 if image.mode in GREY_MODES else 3
+                channels, side = (1 if image.mode in GREY_MODES else 3), min(image.size)
         except (OSError, UnidentifiedImageError, ValueError) as err:
             raise DataError(f"cannot read image {path}: {err}") from None
         first.setdefault(channels, path)
@@ -123,18 +126,8 @@ def image_channels(samples) -> int:
                 f"images of mixed channel counts: {first[1]} is greyscale and {first[3]} is in colour; "
                 "convert them to one kind (all greyscale or all RGB)"
             )
-    return next(iter(first))
-
-
-def median_side(samples) -> int:
-    """The median of the images' shorter sides (from the headers): a folder's default resolution."""
-    from PIL import Image
-
-    sides = []
-    for path, _ in samples:
-        with Image.open(path) as image:
-            sides.append(min(image.size))
-    return int(np.median(sides))
+        sides.append(side)
+    return next(iter(first)), int(np.median(sides[: len(train)]))
 
 
 def read_image(path: str, channels: int = 3):

@@ -25,7 +25,6 @@ from ista.data.folders import (
     ImageFolder,
     folder_transform,
     load_images,
-    median_side,
     read_image,
 )
 from ista.data.loaders import BatchLoader, ImageLoader
@@ -124,8 +123,6 @@ class Split:
         """`augment`: the training augmentation (`crop`, and flips where the data set has them) plus
         cutout/jitter if asked; otherwise the evaluation view (images read one by one: resized and
         centre-cropped). `positions` index the split's `indices`."""
-        if jitter and self.channels != 3:
-            raise DataError("data.jitter=true needs colour images; this data set is greyscale")
         finish = Finish(self.mean, self.std, cutout if augment else 0, jitter and augment)
         indices = self.indices[torch.as_tensor(positions)]
         common = {
@@ -191,6 +188,8 @@ def open_data(
         facts, sources, crop = _open_betons(data, declared, test)
     else:
         facts, sources, crop = _open_raw(data, declared, test)
+    if data.jitter and facts.channels != 3:
+        raise DataError(f"data.jitter=true needs colour images; {facts.dataset} is greyscale here")
     train, test_source = (_on(s, device) if isinstance(s, ImageSet) else s for s in sources)
     order = training_order(_labels(train), data.subset, declared.mixed)
     splits = [Split(facts, train, order, crop, declared.flip, **common)]
@@ -256,11 +255,11 @@ def _labels(source: ImageSet | ImageFolder | Path) -> torch.Tensor:
 
 def _open_raw(data: DataConfig, declared: Dataset, test: bool):
     """Reads the raw files, resolves what the declaration leaves to the data, puts small images in memory."""
-    if not data.root and declared.name != "digits":
+    if not data.root and declared.needs_root:
         raise DataError(f"dataset={declared.name} needs data.root (holding {declared.layout}) or data.beton")
     train, test_source, test_split = declared.read(data.root)
     channels = declared.channels or train.channels
-    size = data.size or declared.size or median_side(train.samples)
+    size = data.size or declared.size or train.median_side
     classes = declared.classes or train.classes
     if isinstance(train, ImageFolder) and declared.size is None and size <= SMALL:
         train, test_source = (_in_memory(f, size) for f in (train, test_source))  # a folder of small images
