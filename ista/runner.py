@@ -16,6 +16,7 @@ import torch
 
 from ista.config.io import ConfigError, config_from_dict, config_to_dict, flatten_config
 from ista.config.schema import RunConfig
+from ista.data.datasets import Facts
 from ista.data.loaders import split_indices
 from ista.data.splits import Split, open_data
 from ista.distributed import runtime, sync_bn
@@ -50,8 +51,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> bool:
-    """Creates the run directory or checks it holds the same run; True if there is a checkpoint to resume."""
+def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, facts: Facts | None = None) -> bool:
+    """Creates the run directory or checks it holds the same run (the same settings and, given `facts`, the
+    same data); True if there is a checkpoint to resume."""
     run_dir.mkdir(parents=True, exist_ok=True)
     saved_path = run_dir / "config.json"
     has_checkpoint = (run_dir / CHECKPOINT).exists()
@@ -67,6 +69,15 @@ def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool) -> bool:
             raise ConfigError(
                 f"{run_dir} holds a run with other settings ({diff}); use another --out to start anew"
             )
+        data_path = run_dir / records.DATA_RECORD
+        if facts is not None and data_path.exists():
+            before, now = json.loads(data_path.read_text()), json.loads(json.dumps(facts.to_dict()))
+            if changed := [k for k in now if before.get(k) != now[k]]:
+                raise ConfigError(
+                    f"{run_dir} was trained on other data: its {', '.join(changed)} differ from what "
+                    f"{config.data.root or config.data.beton or config.data.dataset} holds now (see "
+                    f"{data_path}); use another --out to start anew"
+                )
     records.write_json(saved_path, config_to_dict(config))
     return has_checkpoint
 
@@ -243,7 +254,7 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
 
     def claim() -> bool:  # before anything is written: a held directory is an error naming its holder
         lock.acquire()
-        return prepare_run_dir(config, run_dir, resume)
+        return prepare_run_dir(config, run_dir, resume, data.facts)
 
     has_checkpoint = bool(_on_rank0(claim))
     torch.use_deterministic_algorithms(config.deterministic)

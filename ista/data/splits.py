@@ -332,7 +332,7 @@ def _open_betons(data: DataConfig, declared: Dataset, test: bool):
         classes = declared.classes or declared.read(data.root)[0].classes
         facts, stored = (
             _declared_facts(declared, {"classes": classes}),
-            "raw" if declared.size <= SMALL else "jpeg",
+            "raw" if declared.size <= SMALL else "proportion",
         )
     if stored == "raw" and data.size and data.size != facts.size:
         raise DataError(

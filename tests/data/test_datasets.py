@@ -249,3 +249,17 @@ def test_search_and_train_read_cifar100_and_svhn_files(tmp_path, cli):
         ("cifar100", 100, 32),
         ("svhn", 10, 32),
     ]
+
+
+def test_a_run_on_a_folder_whose_images_changed_is_not_resumed(tmp_path, cli):
+    tiles = write_photo_tree(tmp_path / "tiles", classes=2, per_class=8, side=16)
+    args = ["search", "--preset", "demo", "data.dataset=folder", f"data.root={tiles}", *TINY, "batch_size=4",
+            "--quiet", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert cli(*args)[0] == 0
+    write_photo_tree(tmp_path / "more", classes=2, per_class=8, side=16, seed=1)
+    for image in (tmp_path / "more" / "train" / "class_0").iterdir():
+        image.rename(tiles / "train" / "class_0" / f"new_{image.name}")
+    checkpoint = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    code, _, err = cli(*args)
+    assert code == 2 and "was trained on other data: its mean, std differ from what" in err, err
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == checkpoint
