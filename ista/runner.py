@@ -6,6 +6,7 @@ directory's lock (`ista.lock`), with step checkpoints on preemption signals and 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -72,7 +73,7 @@ def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, facts: Facts
         data_path = run_dir / records.DATA_RECORD
         if facts is not None and data_path.exists():
             before, now = json.loads(data_path.read_text()), json.loads(json.dumps(facts.to_dict()))
-            if changed := [k for k in now if before.get(k) != now[k]]:
+            if changed := [k for k in now if not _same(before.get(k), now[k])]:
                 raise ConfigError(
                     f"{run_dir} was trained on other data: its {', '.join(changed)} differ from what "
                     f"{config.data.root or config.data.beton or config.data.dataset} holds now (see "
@@ -80,6 +81,15 @@ def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, facts: Facts
                 )
     records.write_json(saved_path, config_to_dict(config))
     return has_checkpoint
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, floats to a relative 1e-6 (sums over the data may differ in their last bits elsewhere)."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6)
+    return a == b
 
 
 def build_loaders(config: RunConfig, data: Split, test: Split | None = None) -> Loaders:

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ista.config.schema import DataConfig
@@ -304,8 +305,9 @@ def normalisation(train: ImageSet | ImageFolder, size: int) -> tuple[tuple[float
         chosen = torch.randperm(len(train.samples), generator=g)[:NORMALISATION_SAMPLE].tolist()
         view = folder_transform(False, size)
         x = torch.stack([view(read_image(train.samples[i][0], train.channels)) for i in chosen])
-    x = x.transpose(0, 1).flatten(1).double() / 255
-    return tuple(x.mean(1).tolist()), tuple(x.std(1).tolist())
+    # numpy's sums do not depend on torch's thread count, so every rank and every resume gets the same
+    x = x.transpose(0, 1).flatten(1).numpy().astype(np.float64) / 255
+    return tuple(round(float(v), 8) for v in x.mean(1)), tuple(round(float(v), 8) for v in x.std(1, ddof=1))
 
 
 def _open_betons(data: DataConfig, declared: Dataset, test: bool):

@@ -263,3 +263,16 @@ def test_a_run_on_a_folder_whose_images_changed_is_not_resumed(tmp_path, cli):
     code, _, err = cli(*args)
     assert code == 2 and "was trained on other data: its mean, std differ from what" in err, err
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == checkpoint
+
+
+@pytest.mark.parametrize("method", ["darts", "onestage"])
+def test_darts_and_one_stage_run_on_a_folder(method, digits_tree, tmp_path, cli):
+    if method == "darts":
+        settings = ["--preset", "cifar10-darts"]
+    else:  # at 8 px: no auxiliary head, no 16-px cutout
+        settings = ["--preset", "cifar10-one-stage", "network.auxiliary_weight=0", "data.cutout=0",
+                    "onestage.max_search_epochs=1", "onestage.param_cap=0"]  # fmt: skip
+    data = ["data.dataset=folder", f"data.root={digits_tree}", "data.subset=128"]
+    code, out, err = cli("search", *settings, *data, *TINY, "--quiet", "--out", str(tmp_path / "run"))
+    assert code == 0, out + err
+    assert (tmp_path / "run" / "genotype.png").stat().st_size > 0  # the cell pictures
