@@ -53,16 +53,13 @@ def random_crop_flip(
     """Zero-pad by `padding`, crop back at a random offset, flip half of the images (§11.9) if `flip`."""
     n, _, h, w = x.shape
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=g, device=g.device)
-    if not flip:
-        flip_image = torch.zeros(n, dtype=torch.bool, device=x.device)
-    else:
-        flip_image = torch.rand(n, generator=g, device=g.device) < 0.5
+    flips = torch.rand(n, generator=g, device=g.device) < 0.5 if flip else None
     padded = torch.nn.functional.pad(x, (padding,) * 4)
     rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # n×h×1
     cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # n×1×w
     cropped = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols]
     cropped = cropped.permute(0, 3, 1, 2)
-    return torch.where(flip_image[:, None, None, None], cropped.flip(-1), cropped)
+    return cropped if flips is None else torch.where(flips[:, None, None, None], cropped.flip(-1), cropped)
 
 
 def cutout(x: torch.Tensor, length: int, g: torch.Generator) -> torch.Tensor:

@@ -61,8 +61,6 @@ def write_betons(
     `jpeg_quality`, the rest raw). Greyscale images are stored as RGB (FFCV's image field has three
     channels); the reader keeps one."""
     asked = image_by_image or {}
-    if unknown := set(asked) - {"max_res", "jpeg_quality", "compress_prob"}:
-        raise ValueError(f"unknown image_by_image settings {sorted(unknown)}")
     chosen = {"max_res": 500, "jpeg_quality": 90, "compress_prob": 0.5, **asked}
     max_res, jpeg_quality, compress_prob = chosen["max_res"], chosen["jpeg_quality"], chosen["compress_prob"]
     if not 0 <= compress_prob <= 1 or not 1 <= jpeg_quality <= 100 or max_res < 8:
@@ -73,6 +71,7 @@ def write_betons(
     config = DataConfig(dataset=name, root=str(src), size=size, loader="torch")
     train, test = open_data(config, test=True)
     out = _prepare_out(out, ("train", declared.test_split), force)
+    pairs = (("train", train), (declared.test_split, test))
     if isinstance(train.source, ImageSet):
         if asked:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in asked)
@@ -81,16 +80,11 @@ def write_betons(
                 "these settings are for images read one by one"
             )
         settings: dict[str, Any] = {"write_mode": "raw"}
-        items = {
-            split: _TensorItems(s.source) for split, s in (("train", train), (declared.test_split, test))
-        }
+        items = {split: _TensorItems(s.source) for split, s in pairs}
     else:
         settings = {"write_mode": "proportion", "max_resolution": max_res, "jpeg_quality": jpeg_quality,
                     "compress_probability": compress_prob}  # fmt: skip
-        items = {
-            split: _FolderItems(s.source.samples)
-            for split, s in (("train", train), (declared.test_split, test))
-        }
+        items = {split: _FolderItems(s.source.samples) for split, s in pairs}
     splits = {}
     for split, todo in items.items():
         path = out / f"{split}.beton"
