@@ -7,6 +7,7 @@ which would make it impossible to test the reader on files the project writes; t
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,17 +134,23 @@ DIGITS_TEST_PER_CLASS = 30  # the fixed test split: 30 images of each digit, 300
 DIGITS_SPLIT_SEED = 0
 
 
+def digits_file() -> Path:
+    """scikit-learn's digits.csv.gz, found without importing scikit-learn (a second per process: every rank
+    of every demo run would pay it)."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz") if spec else None
+    if path is None or not path.is_file():
+        raise DataError("dataset=digits reads the digits scikit-learn ships: pip install scikit-learn")
+    return path
+
+
 def load_digits(train: bool | None = None) -> ImageSet:
     """scikit-learn's 1,797 real 8×8 handwritten digits (grey levels 0..16, stored as 0..255): all of them
     (`train=None`), or the fixed split: 30 test images per digit drawn with numpy seed 0 (300), the other
     1,497 for training, each in the original order. Normalised with the training split's mean and std."""
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError:
-        raise DataError("dataset=digits needs scikit-learn: pip install scikit-learn") from None
-    digits = sklearn_digits()
-    images = torch.from_numpy(np.round(digits.images * (255 / 16)).astype(np.uint8))[:, None]
-    labels = digits.target.astype(np.int64)
+    data = np.loadtxt(digits_file(), delimiter=",")  # 64 grey levels and the digit, a row per image
+    images = torch.from_numpy(np.round(data[:, :-1].reshape(-1, 1, 8, 8) * (255 / 16)).astype(np.uint8))
+    labels = data[:, -1].astype(np.int64)
     rng = np.random.default_rng(DIGITS_SPLIT_SEED)
     test = np.zeros(len(labels), dtype=bool)
     for digit in range(10):  # stratified: the same share of every digit

@@ -33,6 +33,7 @@ def seed_states(experiment: Path) -> list[dict[str, Any]]:
     experiment = Path(experiment)
     record = read_record(experiment)
     rows = []
+    slurm = _slurm_states(record)
     for seed in record["seeds"]:
         run_dir = seed_dir(experiment, seed)
         job_id = record["jobs"].get(str(seed), "")
@@ -41,7 +42,7 @@ def seed_states(experiment: Path) -> list[dict[str, Any]]:
             result = json.loads((run_dir / RESULT).read_text())
             row.update(state="done", metric=_metric(result["final"]), genotype=result["genotype"])
         else:
-            row.update(_job_state(record, job_id), metric=None, genotype=None)
+            row.update(_job_state(record, job_id, slurm), metric=None, genotype=None)
             if row["state"] == "pending" and (run_dir / "checkpoint.pt").exists():
                 row["state"] = "requeued"  # waiting to resume from its checkpoint
             elif row["state"] == "running" and _resumed(run_dir):
@@ -67,7 +68,22 @@ def _metric(final: dict[str, Any]) -> str | None:
     return None
 
 
-def _job_state(record: dict[str, Any], job_id: str) -> dict[str, str]:
+def _slurm_states(record: dict[str, Any]) -> dict[str, str]:
+    """Slurm's state of each of the record's jobs, from one sacct call made now. submitit's shared watcher
+    would answer a long-lived process (`--watch`) from a cache refreshed at growing intervals, and never
+    again for a job it once saw in a state it does not know as live (REQUEUE_HOLD, CONFIGURING)."""
+    if record["resources"]["cluster"] != "slurm":
+        return {}
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    watcher = SlurmInfoWatcher()
+    for job_id in record["jobs"].values():
+        watcher.register_job(job_id)
+    watcher.update()
+    return {job_id: watcher.get_state(job_id, mode="cache") for job_id in record["jobs"].values()}
+
+
+def _job_state(record: dict[str, Any], job_id: str, slurm: dict[str, str]) -> dict[str, str]:
     import submitit
 
     cluster = record["resources"]["cluster"]
@@ -87,7 +103,7 @@ def _job_state(record: dict[str, Any], job_id: str) -> dict[str, str]:
         return {"state": "failed", "note": lines[-1][-300:] if lines else "failed"}  # the exception line
     if cluster != "slurm":
         return {"state": "running" if job.paths.stdout.exists() else "pending", "note": ""}
-    raw = job.state.split()[0] if job.state else "UNKNOWN"
+    raw = slurm.get(job_id, "UNKNOWN").split()[0]
     return {"state": SLURM_STATES.get(raw, raw.lower()), "note": ""}
 
 

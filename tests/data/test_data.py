@@ -32,8 +32,12 @@ def test_cifar_errors_name_the_file(tmp_path, write_cifar):
 
 
 def test_digits_are_real_images_with_a_fixed_stratified_test_split():
-    digits = load_digits()
+    from sklearn.datasets import load_digits as scikit_learns
+
+    digits, theirs = load_digits(), scikit_learns()  # its file, read without importing scikit-learn
     assert digits.images.shape == (1797, 1, 8, 8) and digits.images.max() == 255
+    assert np.array_equal(digits.images[:, 0].numpy(), np.round(theirs.images * (255 / 16)))
+    assert np.array_equal(digits.labels.numpy(), theirs.target)
     assert sorted(digits.labels.unique().tolist()) == list(range(10))
     train, test = load_digits(train=True), load_digits(train=False)
     assert (len(train.labels), len(test.labels)) == (1497, 300)

@@ -84,14 +84,10 @@ def test_seeds_run_as_one_array_of_two_node_runs(array):
         assert len(logs) == 2  # one log per rank, one rank per node
 
 
-def test_a_failing_seed_shows_as_failed_and_the_others_finish(array):
+def test_a_failing_seed_shows_as_failed_and_the_others_finish(array, cli):
     experiment, _ = array
-    wide = {**os.environ, "COLUMNS": "300"}  # the whole note on one line
-    status = subprocess.run(
-        [str(ISTA), "launch", "--status", str(experiment)], capture_output=True, text=True, env=wide
-    )
-    assert status.returncode == 1  # something failed
-    table = status.stdout
+    code, table, _ = cli("launch", "--status", experiment)
+    assert code == 1  # something failed
     assert "2/3 seeds done" in table
     rows = {line.split("│")[1].strip(): line for line in table.splitlines() if line.count("│") > 4}
     assert "done" in rows["0"] and "done" in rows["1"]
@@ -124,7 +120,7 @@ def start_requeued(job: str, deadline: float) -> str:
     nodes = ["sinfo", "-h", "-N", "-o", "%T"]
     while "comp" in subprocess.run(nodes, capture_output=True, text=True).stdout and time.time() < deadline:
         time.sleep(0.2)
-    time.sleep(2)
+    time.sleep(1.1)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     return info
 
@@ -237,9 +233,8 @@ def test_protocols_are_one_submission_each_and_end_with_their_table(tmp_path, cl
     assert f"Dependency=afterany:{search}" in job_info(evaluation)  # submitted, waiting for the searches
     deadline = time.time() + 600
     for folder in (two, tau):
-        while True:  # a process each time: a long-lived one gets submitit's states at growing intervals
-            status = subprocess.run([str(ISTA), "launch", "--status", str(folder)], capture_output=True,
-                                    text=True, env={**env, "COLUMNS": "300"}).stdout  # fmt: skip
+        while True:  # in this process: each table asks Slurm afresh
+            _, status, _ = cli("launch", "--status", folder)
             if status.count("seeds done") == 2 and not any(
                 s in status for s in ("pending", "running", "requeued")
             ):
