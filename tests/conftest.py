@@ -2,8 +2,12 @@
 
 import io
 import os
+import signal
 import socket
+import subprocess
+import time
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +72,28 @@ def cli():
         return code, out.getvalue(), err.getvalue()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def kill_when():
+    """`kill_when(process, check)`: SIGKILLs `process` (a dying node: no handler runs) at the first look at
+    which `check()` returns a value, and returns it. The process is stopped (SIGSTOP, until the kernel
+    shows it stopped) during each look, so it cannot move on between the look and the kill."""
+
+    def kill(process: subprocess.Popen, check, seconds: float = 600):
+        stat = Path(f"/proc/{process.pid}/stat")
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            assert process.poll() is None, process.stderr.read() if process.stderr else "it ended"
+            process.send_signal(signal.SIGSTOP)
+            while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in "TtZX":
+                time.sleep(0.001)
+            if (value := check()) is not None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=60)
+                return value
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+        raise AssertionError("timed out")
+
+    return kill

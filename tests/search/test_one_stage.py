@@ -1,10 +1,8 @@
 """One-stage search (Algorithm 2): termination, freezing, the parameter cap, the phase switch, resume."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -104,10 +102,9 @@ def test_searching_nodes_move_and_the_cap_rejects(tmp_path, write_cifar):
     assert max(metrics["z_distance"].values()) > 0
 
 
-def _one_stage(root: Path, out: Path) -> subprocess.Popen:
-    args = [str(ISTA), "search", "--preset", "cifar10-one-stage", f"data.root={root}", *TINY, "epochs=2",
+def _one_stage(root: Path, out: Path) -> list[str]:
+    return ["search", "--preset", "cifar10-one-stage", f"data.root={root}", *TINY, "epochs=2",
             "onestage.max_search_epochs=1", "onestage.threshold=0", "--out", str(out), "--quiet"]  # fmt: skip
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _history(run_dir: Path):
@@ -115,10 +112,10 @@ def _history(run_dir: Path):
     return [{k: v for k, v in json.loads(line).items() if not k.endswith("_s")} for line in lines]
 
 
-def test_phases_and_a_resume_across_the_switch(tmp_path, write_cifar):
+def test_phases_and_a_resume_across_the_switch(tmp_path, write_cifar, cli, kill_when):
     write_cifar(tmp_path / "data", per_batch=32, digits=True)
-    straight = _one_stage(tmp_path / "data", tmp_path / "straight")
-    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+    code, _, err = cli(*_one_stage(tmp_path / "data", tmp_path / "straight"))
+    assert code == 0, err
     history = _history(tmp_path / "straight")
     # searching until the epoch limit freezes the rest, one extra frozen epoch, then 2 training epochs
     assert [m["phase"] for m in history] == ["search", "search", "train", "train"]
@@ -126,17 +123,15 @@ def test_phases_and_a_resume_across_the_switch(tmp_path, write_cifar):
     assert [m["lr"] for m in history] == [0.025, 0.025, 0.025, 0.0125]  # constant, then cosine
     assert [m["drop_path"] for m in history] == [0.0, 0.0, 0.0, 0.1]
 
-    interrupted = _one_stage(tmp_path / "data", tmp_path / "resumed")
+    args = [str(ISTA), *_one_stage(tmp_path / "data", tmp_path / "resumed")]
+    interrupted = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "resumed" / "checkpoint.pt"
-    deadline = time.time() + 600
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.01)
-    interrupted.send_signal(signal.SIGKILL)
-    interrupted.wait(timeout=60)
-    stopped_at = load_checkpoint(checkpoint)["epoch"]
+    stopped_at = kill_when(
+        interrupted, lambda: load_checkpoint(checkpoint)["epoch"] if checkpoint.exists() else None
+    )
     assert stopped_at < 2, "the run passed the switch before it could be interrupted"
-    resumed = _one_stage(tmp_path / "data", tmp_path / "resumed")
-    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    code, _, err = cli(*_one_stage(tmp_path / "data", tmp_path / "resumed"))  # the same command resumes
+    assert code == 0, err
     assert _history(tmp_path / "resumed") == history
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["task"]
     b = load_checkpoint(checkpoint)["task"]

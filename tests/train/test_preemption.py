@@ -2,7 +2,6 @@
 resume after SIGKILL, a full disk, safe loading of crafted and old checkpoints."""
 
 import json
-import random
 import resource
 import shutil
 import signal
@@ -36,9 +35,24 @@ def start(job, out: Path, *more: str, **popen) -> subprocess.Popen:
                             text=True, **popen)  # fmt: skip
 
 
-def finish(job, out: Path, *more: str) -> None:
-    done = subprocess.run(command(job, out, *more), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+@pytest.fixture(scope="module")
+def finish(cli):
+    """Runs a job to its end in this process: what an interrupted run is compared with, and the resume of
+    one (the process that dies is the interrupted one; the one that resumes proves nothing by being new)."""
+
+    def run(job, out: Path, *more: str) -> None:
+        code, _, err = cli(*job, *more, "--out", out, "--quiet")
+        assert code == 0, err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def straight_search(tmp_path_factory, finish) -> Path:
+    """SEARCH without interruption, once for the tests that compare with it."""
+    out = tmp_path_factory.mktemp("straight") / "search"
+    finish(SEARCH, out, "checkpoint_every_s=0")
+    return out
 
 
 def outcome(run_dir: Path):
@@ -72,45 +86,35 @@ def position(run_dir: Path):
         return None
 
 
-def kill_at_a_step_checkpoint(process: subprocess.Popen, run_dir: Path, target: int):
-    """SIGKILL once the run's checkpoint is a step checkpoint at step `target` or later. The run is stopped
-    (SIGSTOP, until the kernel shows it stopped) while the file is read, so it cannot move on to its
-    epoch's end between the look and the kill; steps of these tiny jobs are shorter than one look."""
-
-    def stopped_there():
-        process.send_signal(signal.SIGSTOP)
-        stat = Path(f"/proc/{process.pid}/stat")
-        while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in "TtZX":
-            time.sleep(0.001)
-        if (at := position(run_dir)) and at["step"] >= target:
-            process.send_signal(signal.SIGKILL)
-            return at
-        process.send_signal(signal.SIGCONT)
-
-    at = wait_for(stopped_there, process)
-    process.wait(timeout=60)
-    return at
+def step_checkpoint(run_dir: Path, at_least: int):
+    """The position of the run's checkpoint if it is a step checkpoint at step `at_least` or later."""
+    at = position(run_dir)
+    return at if at and at["step"] >= at_least else None
 
 
 @pytest.mark.parametrize("job", [SEARCH, TRAIN], ids=["two-stage search", "training"])
-def test_sigkill_after_a_periodic_step_checkpoint_resumes_exactly(tmp_path, write_cifar, job):
+def test_sigkill_after_a_periodic_step_checkpoint_resumes_exactly(
+    tmp_path, write_cifar, finish, straight_search, kill_when, job
+):
+    straight = straight_search
     if job is TRAIN:
         job = [*job, f"data.root={write_cifar(tmp_path / 'data', per_batch=40, digits=True).parent}"]
-    finish(job, tmp_path / "straight", "checkpoint_every_s=0")
-    # a step checkpoint at every step boundary; killed right after the one of a random step of epoch 0
+        straight = tmp_path / "straight"
+        finish(job, straight, "checkpoint_every_s=0")
+    # a step checkpoint at every step boundary; killed right after the one of step 3 (or the next) of epoch 0
     every = ["checkpoint_every_s=1e-9"]
-    target = random.Random().randint(1, 5)
     interrupted = start(job, tmp_path / "killed", *every)
-    at = kill_at_a_step_checkpoint(interrupted, tmp_path / "killed", target)  # a dying node: no handler runs
+    at = kill_when(interrupted, lambda: step_checkpoint(tmp_path / "killed", at_least=3))
     assert at["world_size"] == 1
     finish(job, tmp_path / "killed", *every)  # the same command again, on the lock the dead run left
     env = json.loads((tmp_path / "killed" / "env.json").read_text())
     assert (env["resumed_from_epoch"], env["resumed_from_step"]) == (at["epoch"], at["step"])
-    assert_same(tmp_path / "straight", tmp_path / "killed")
+    assert_same(straight, tmp_path / "killed")
 
 
-def test_usr2_checkpoints_the_step_a_full_disk_keeps_it_and_the_same_command_resumes(tmp_path):
-    finish(SEARCH, tmp_path / "straight")
+def test_usr2_checkpoints_the_step_a_full_disk_keeps_it_and_the_same_command_resumes(
+    tmp_path, finish, straight_search
+):
     run_dir = tmp_path / "run"
     stopped = start(SEARCH, run_dir)
     wait_for(lambda: (run_dir / "config.json").exists(), stopped)  # written once the handlers are in place
@@ -132,7 +136,7 @@ def test_usr2_checkpoints_the_step_a_full_disk_keeps_it_and_the_same_command_res
     assert (run_dir / "checkpoint.pt").read_bytes() == before
     assert sorted(p.name for p in run_dir.glob(".*")) == []
     finish(SEARCH, run_dir)
-    assert_same(tmp_path / "straight", run_dir)
+    assert_same(straight_search, run_dir)
 
 
 def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, cli):
