@@ -49,6 +49,8 @@ def runs(tmp_path_factory, ista):
     local = ["--seeds", "0-3", "--cluster", "local", "--experiment", search, "--wait"]
     launched = ista("launch", *SEARCH, *local, check=False)
     assert launched.returncode == 1, launched.stdout + launched.stderr  # seed 1 fails on purpose
+    for seed in (0, 2):  # --wait waited for them (the table says why if not)
+        assert (search / f"seed-{seed}" / "result.json").is_file(), launched.stdout + launched.stderr
     lost = json.loads((search / "experiment.json").read_text())["jobs"]["3"]
     shutil.rmtree(search / "seed-3")
     shutil.rmtree(search / "submitit" / lost)
