@@ -66,12 +66,11 @@ def test_two_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_pa
     assert ranks[0] == ranks[1]  # one genotype, one set of metrics, on both ranks
     env = json.loads((two / "env.json").read_text())
     assert env["world_size"] == 2 and env["launcher"] == "torchrun"
-    mp.spawn(
-        search_as_rank, args=(1, free_port, str(one), [*one_epoch, "batch_size=32"]), nprocs=1, join=True
-    )
-    single = json.loads((one / "rank0.json").read_text())
-    assert single["genotype"] == ranks[0]["genotype"]
-    for a, b in zip(single["history"], ranks[0]["history"], strict=True):  # BN over the global batch
+    from ista.runner import run
+
+    single = run(apply_overrides(preset("demo"), [*one_epoch, "batch_size=32"]), one, show_progress=False)
+    assert single.genotype.to_text() == ranks[0]["genotype"]
+    for a, b in zip(single.history, ranks[0]["history"], strict=True):  # BN over the global batch
         for key in ("train_loss", "arch_loss", "valid_loss", "train_acc", "valid_acc"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
         for cell in ("normal", "reduce"):

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-# Holds a slot of argv[1] (2 slots) for 1 s; prints when it got it and when it let it go.
+# Holds a slot of argv[1] (2 slots) for 1 s; prints when it got it and, still holding it, when it lets go.
 HOLD = """
 import sys, time
 from pathlib import Path
@@ -11,7 +11,7 @@ from ista.launch.submit import cpu_slot
 with cpu_slot(Path(sys.argv[1]), 2):
     print(time.time(), flush=True)
     time.sleep(1)
-print(time.time(), flush=True)
+    print(time.time(), flush=True)
 """
 
 
@@ -21,5 +21,5 @@ def test_a_third_task_waits_for_one_of_two_cpu_slots(tmp_path):
     spans = sorted(tuple(map(float, p.communicate(timeout=60)[0].split())) for p in procs)
     assert all(p.returncode == 0 for p in procs)
     first_free = min(end for _, end in spans[:2])
-    assert spans[2][0] >= first_free - 0.05, spans  # the third started once one of the first two was done
+    assert spans[2][0] > first_free, spans  # the third started once one of the first two was done
     assert spans[1][0] < spans[0][1]  # the first two ran at the same time
