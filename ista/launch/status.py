@@ -80,7 +80,10 @@ def _slurm_states(record: dict[str, Any]) -> dict[str, str]:
     for job_id in record["jobs"].values():
         watcher.register_job(job_id)
     watcher.update()
-    return {job_id: watcher.get_state(job_id, mode="cache") for job_id in record["jobs"].values()}
+    listed = {
+        job_id: watcher.get_info(job_id, mode="cache").get("State") for job_id in record["jobs"].values()
+    }
+    return {job_id: state for job_id, state in listed.items() if state}
 
 
 def _job_state(record: dict[str, Any], job_id: str, slurm: dict[str, str]) -> dict[str, str]:
@@ -103,7 +106,9 @@ def _job_state(record: dict[str, Any], job_id: str, slurm: dict[str, str]) -> di
         return {"state": "failed", "note": lines[-1][-300:] if lines else "failed"}  # the exception line
     if cluster != "slurm":
         return {"state": "running" if job.paths.stdout.exists() else "pending", "note": ""}
-    raw = slurm.get(job_id, "UNKNOWN").split()[0]
+    if job_id not in slurm:  # accounting lists a job a moment after sbatch: one without a log has not started
+        return {"state": "unknown" if job.paths.stdout.exists() else "pending", "note": ""}
+    raw = slurm[job_id].split()[0]
     return {"state": SLURM_STATES.get(raw, raw.lower()), "note": ""}
 
 
