@@ -5,6 +5,8 @@ EXPERIMENT/seed-<s>/          the run directory of seed s (config, metrics, chec
 EXPERIMENT/seed-<s>/result.json   written by rank 0 when the run has finished
 EXPERIMENT/submitit/          pickles and logs (a fresh folder per experiment: job ids restart at 1
                               on a new cluster, and a reused folder would return an old job's result)
+EXPERIMENT/slots/             the local executor's CPU slots (flock'ed files), and a waiting-seed-<s>
+                              file while seed s waits for one
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ def parse_seeds(text: str) -> list[int]:
 
 def seed_dir(experiment: Path, seed: int) -> Path:
     return experiment / f"seed-{seed}"
+
+
+def slots_dir(experiment: Path) -> Path:
+    return experiment / "slots"
+
+
+def waiting_for_slot(run_dir: Path) -> Path:
+    """Exists while the seed of `run_dir` waits for a CPU slot of the local executor."""
+    return slots_dir(run_dir.parent) / f"waiting-{run_dir.name}"
 
 
 def write_record(experiment: Path, record: dict[str, Any]) -> None:

@@ -16,6 +16,8 @@ still queued or running.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,7 +119,9 @@ def submit(folder: Path, name: str, stages: list[Stage], resources, wait=None) -
         for stage in stages
     ]  # fmt: skip
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    record: dict[str, Any] = {"protocol": name, "stages": rows, "submitted_at": now}
+    # who submits the stages in turn (local, debug): `--watch` follows the plan while that process lives
+    submitter = {"host": socket.gethostname(), "pid": os.getpid()}
+    record: dict[str, Any] = {"protocol": name, "stages": rows, "submitted_at": now, "submitter": submitter}
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / PROTOCOL_RECORD, record)  # the plan first: status and watch can follow it
     submitted: list = []

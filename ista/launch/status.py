@@ -8,6 +8,8 @@ running, so a missing or broken seed is shown as such and never stops the table.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ista.launch.experiment import read_record, seed_dir
+from ista.launch.experiment import read_record, seed_dir, waiting_for_slot
 from ista.report.console import PROGRESS, duration
 from ista.report.records import RESULT
 from ista.space.genotypes import Genotype
@@ -43,7 +45,9 @@ def seed_states(experiment: Path) -> list[dict[str, Any]]:
             row.update(state="done", metric=_metric(result["final"]), genotype=result["genotype"])
         else:
             row.update(_job_state(record, job_id, slurm), metric=None, genotype=None)
-            if row["state"] == "pending" and (run_dir / "checkpoint.pt").exists():
+            if row["state"] == "running" and waiting_for_slot(run_dir).exists():
+                row["state"] = "waiting for a CPU slot"
+            elif row["state"] == "pending" and (run_dir / "checkpoint.pt").exists():
                 row["state"] = "requeued"  # waiting to resume from its checkpoint
             elif row["state"] == "running" and _resumed(run_dir):
                 row["state"] = "running (requeued)"
@@ -119,7 +123,7 @@ def status_table(experiment: Path) -> Table:
     table = Table(title=f"{experiment}: {record['preset']}, {done}/{len(rows)} seeds done")
     for column in ("seed", "state", "epochs", "result", "genotype", "job", "note"):
         table.add_column(column, overflow="fold")
-    colours = {"done": "green", "failed": "red", "requeued": "yellow", "pending": "dim"}
+    colours = {"done": "green", "failed": "red", "requeued": "yellow", "pending": "dim", "waiting": "dim"}
     for r in rows:
         colour = colours.get(r["state"].split()[0], "")
         genotype = "" if not r["genotype"] else Genotype.from_text(r["genotype"]).fingerprint()
@@ -140,7 +144,13 @@ def print_status(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
-LIVE_STATES = ("pending", "running", "requeued", "running (requeued)")  # a job that may still write
+LIVE_STATES = (
+    "pending",
+    "waiting for a CPU slot",
+    "running",
+    "requeued",
+    "running (requeued)",
+)  # a job that may still write
 
 
 def experiments(folder: Path) -> list[Path]:
@@ -152,6 +162,33 @@ def experiments(folder: Path) -> list[Path]:
         return [folder]
     stages = json.loads((folder / PROTOCOL_RECORD).read_text())["stages"]
     return [Path(s["experiment"]) for s in stages if (Path(s["experiment"]) / "experiment.json").is_file()]
+
+
+def stages_to_come(folder: Path) -> list[str]:
+    """A protocol's stages that are not submitted yet while the process that submits them in turn (the
+    local and debug executors) still runs: a view of the protocol is not over before they are."""
+    from ista.launch.protocol import PROTOCOL_RECORD
+
+    path = Path(folder) / PROTOCOL_RECORD
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    submitter = record.get("submitter") or {}
+    if submitter.get("host") != socket.gethostname() or not _alive(submitter.get("pid")):
+        return []
+    return [s["name"] for s in record["stages"] if s.get("submitted") is None]
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def progress_table(experiment: Path) -> tuple[Table, bool]:
@@ -183,8 +220,10 @@ def watch(folder: Path, every_s: float = 2.0) -> None:
     with Live(refresh_per_second=4) as live:
         while True:
             tables = [progress_table(e) for e in experiments(folder)]
-            live.update(Group(*(t for t, _ in tables)))
-            if not any(busy for _, busy in tables):
+            to_come = stages_to_come(folder)
+            notes = [f"stage {name}: not submitted yet" for name in to_come]
+            live.update(Group(*(t for t, _ in tables), *notes))
+            if not any(busy for _, busy in tables) and not to_come:
                 return
             time.sleep(every_s)
 

@@ -25,7 +25,7 @@ import submitit
 
 from ista.config.io import apply_overrides, config_from_dict, config_to_dict
 from ista.config.presets import preset
-from ista.launch.experiment import RECORD, read_record, seed_dir, write_record
+from ista.launch.experiment import RECORD, read_record, seed_dir, slots_dir, waiting_for_slot, write_record
 from ista.report.records import RESULT
 from ista.train.preemption import Interrupted
 
@@ -47,20 +47,29 @@ class Resources:
 
 
 @contextlib.contextmanager
-def cpu_slot(folder: Path, slots: int):
+def cpu_slot(folder: Path, slots: int, waiting: Path | None = None):
     """Holds one of `slots` CPU slots (flock'ed files, freed when the holder dies): local tasks beyond
-    what the machine's CPUs allow wait here, instead of all starting at once and thrashing."""
+    what the machine's CPUs allow wait here, instead of all starting at once and thrashing. The file
+    `waiting` exists while it waits, so that the status table can say so."""
     folder.mkdir(parents=True, exist_ok=True)
-    while True:
-        for k in range(slots):
-            with open(folder / f"slot-{k}", "a") as f:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                yield k
-                return
-        time.sleep(0.2)
+    try:
+        while True:
+            for k in range(slots):
+                with open(folder / f"slot-{k}", "a") as f:
+                    try:
+                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue
+                    if waiting:
+                        waiting.unlink(missing_ok=True)
+                    yield k
+                    return
+            if waiting:
+                waiting.touch()
+            time.sleep(0.2)
+    finally:
+        if waiting:
+            waiting.unlink(missing_ok=True)
 
 
 class SeedRun(submitit.helpers.Checkpointable):
@@ -88,10 +97,10 @@ class SeedRun(submitit.helpers.Checkpointable):
             os.environ["ISTA_CPUS_PER_TASK"] = str(self.cpus)
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint this callable and requeue
         waits = self.slots and runtime.detect().rank == 0
-        slots = Path(self.run_dir).parent / "slots"
-        slot = cpu_slot(slots, self.slots) if waits else contextlib.nullcontext()
+        run_dir = Path(self.run_dir)
+        slot = cpu_slot(slots_dir(run_dir.parent), self.slots, waiting_for_slot(run_dir)) if waits else None
         try:
-            with slot:
+            with slot or contextlib.nullcontext():
                 runner.run(config_from_dict(self.config), self.run_dir, show_progress=False)
             runtime.barrier()  # rank 0 has written result.json
             return json.loads((Path(self.run_dir) / RESULT).read_text())

@@ -81,3 +81,25 @@ def test_two_stage_without_a_finished_search_fails_the_evaluations_clearly(tmp_p
     assert not (folder / "eval" / "seed-0" / "checkpoint.pt").exists()  # nothing trained
     code, out, _ = cli("summarize", folder)
     assert "no finished search" in out
+
+
+def test_a_view_of_the_protocol_follows_its_plan_while_the_submitter_runs(tmp_path):
+    """Local and debug protocols submit a stage when the one before has ended: `--watch` must not stop in
+    between, nor wait for stages whose submitter is gone."""
+    import os
+    import socket
+    import subprocess
+
+    from ista.launch.status import stages_to_come
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stages = [{"name": "search", "submitted": [0]}, {"name": "eval", "submitted": None}]
+    for pid, expected in ((os.getpid(), ["eval"]), (gone.pid, [])):
+        record = {
+            "protocol": "two-stage",
+            "stages": stages,
+            "submitter": {"host": socket.gethostname(), "pid": pid},
+        }
+        (tmp_path / "protocol.json").write_text(json.dumps(record))
+        assert stages_to_come(tmp_path) == expected
