@@ -96,7 +96,7 @@ def build_loaders(config: RunConfig, data: Split, test: Split | None = None) -> 
     """Two-stage searches: W trains on the first part of the split, b on the rest, which is also the
     evaluation set (§3.2). Single-level runs: the whole training split, evaluated on `test`."""
     batch, d = config.batch_size, config.data
-    train = {"augment": d.augment, "cutout": d.cutout, "jitter": d.jitter}
+    train: dict[str, Any] = {"augment": d.augment, "cutout": d.cutout, "jitter": d.jitter}
     if test is not None:
         return Loaders(
             train=data.loader(torch.arange(data.size), batch, **train),
@@ -121,11 +121,12 @@ def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngi
 
     torch.manual_seed(config.seed)  # W's initialisation (and the official draws of b that follow it)
     net, a, stem = config.network, config.arch, data.facts.stem
-    shape = {
+    shape: dict[str, Any] = {
         "num_classes": data.num_classes,
         "in_channels": data.channels,
         "auxiliary": net.auxiliary_weight > 0,
     }
+    model: torch.nn.Module
     if config.method == "train":
         genotype = load_genotype(config.genotype)
         model = build_eval_network(genotype, stem, net.channels, net.layers, onestage=net.onestage, **shape)
@@ -138,12 +139,11 @@ def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngi
         initial = initial_codes(config.seed, a.draws, one_stage=config.method == "onestage")
         code = SparseCode(config.seed, device, lam=a.lam, solver=a.solver, draws=a.draws, initial=initial)
     model = (sync_bn.convert if config.sync_bn else (lambda m: m))(model.to(device))
+    method: Method
     if config.method == "train":
         method = Method(config, model)
-    elif config.method == "onestage":
-        method = OneStage(config, model, code)
-    elif config.method == "ista":
-        method = TwoStage(config, model, code)
+    elif code is not None:  # ista, onestage
+        method = (OneStage if config.method == "onestage" else TwoStage)(config, model, code)
     else:
         method = Darts(config, model, device)
     return StepEngine(config, method, device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -38,9 +39,12 @@ class Finish:
 
 
 @functools.cache
-def _channel_stats(mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Made once per device, not copied to it for every batch."""
-    return tuple(torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
+    mean_t, std_t = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (mean, std))
+    return mean_t, std_t
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
@@ -65,7 +69,7 @@ def random_crop_flip(
 def cutout(x: torch.Tensor, length: int, g: torch.Generator) -> torch.Tensor:
     """DARTS' cutout: a length×length square centred anywhere (clipped at the border) set to 0."""
     n, _, h, w = x.shape
-    draw = {"generator": g, "device": g.device}
+    draw: dict[str, Any] = {"generator": g, "device": g.device}
     centre = torch.stack([torch.randint(0, h, (n,), **draw), torch.randint(0, w, (n,), **draw)])
     rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
     in_rows = (rows >= centre[0, :, None] - length // 2) & (rows < centre[0, :, None] + length // 2)

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from ffcv.fields import IntField, RGBImageField
@@ -25,13 +25,14 @@ from ffcv.writer import MIN_PAGE_SIZE, DatasetWriter
 from ista import __version__
 from ista.config.schema import DataConfig
 from ista.data.datasets import Facts, dataset
-from ista.data.folders import read_rgb
+from ista.data.folders import ImageFolder, read_rgb
 from ista.data.sources import DataError, ImageSet
 from ista.data.splits import MANIFEST, open_data
 from ista.report.records import write_json
 
 DEFAULT_PAGE_SIZE = 4 * MIN_PAGE_SIZE  # ffcv's default; tests use MIN_PAGE_SIZE (2 MiB)
 
+S = TypeVar("S", ImageSet, ImageFolder)
 Progress = Callable[[str, int, int], None]  # (file name, images done, images in all)
 
 
@@ -70,8 +71,10 @@ def write_betons(
         raise DataError(f"{name} is read from memory and has no .beton files")
     config = DataConfig(dataset=name, root=str(src), size=size, loader="torch")
     train, test = open_data(config, test=True)
+    assert test is not None  # opened with test=True
     out = _prepare_out(out, ("train", declared.test_split), force)
-    pairs = (("train", train), (declared.test_split, test))
+    pairs = (("train", train.source), (declared.test_split, test.source))
+    items: dict[str, _TensorItems | _FolderItems]
     if isinstance(train.source, ImageSet):
         if asked:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in asked)
@@ -80,11 +83,11 @@ def write_betons(
                 "these settings are for images read one by one"
             )
         settings: dict[str, Any] = {"write_mode": "raw"}
-        items = {split: _TensorItems(s.source) for split, s in pairs}
+        items = {split: _TensorItems(_as(ImageSet, s)) for split, s in pairs}
     else:
         settings = {"write_mode": "proportion", "max_resolution": max_res, "jpeg_quality": jpeg_quality,
                     "compress_probability": compress_prob}  # fmt: skip
-        items = {split: _FolderItems(s.source.samples) for split, s in pairs}
+        items = {split: _FolderItems(_as(ImageFolder, s).samples) for split, s in pairs}
     splits = {}
     for split, todo in items.items():
         path = out / f"{split}.beton"
@@ -92,6 +95,12 @@ def write_betons(
         _write(path, fields, todo, workers, page_size, progress)
         splits[split] = {"file": path.name, "images": len(todo)}
     return _write_manifest(out, train.facts, src, splits, settings)
+
+
+def _as(kind: type[S], source: object) -> S:
+    """A split's source, of the kind the training split's is: the torch reader reads both splits alike."""
+    assert isinstance(source, kind), source
+    return source
 
 
 class _TensorItems:

@@ -59,7 +59,7 @@ def scan_image_folder(
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise DataError(f"{root} has classes not in the training split: {', '.join(unknown[:5])}")
-    samples = []
+    samples: list[tuple[str, int]] = []
     for label, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
@@ -97,11 +97,11 @@ def split_folder(root: str | Path) -> tuple[ImageFolder, ImageFolder, str]:
             )
         held[rng.permutation(members)[: max(1, round(TEST_SHARE * len(members)))]] = True
     kept = tuple(s for s, h in zip(train.samples, held, strict=True) if not h)
-    test = tuple(s for s, h in zip(train.samples, held, strict=True) if h)
-    channels, side = read_headers(kept, test)
+    held_out = tuple(s for s, h in zip(train.samples, held, strict=True) if h)
+    channels, side = read_headers(kept, held_out)
     return (
         replace(train, samples=kept, channels=channels, median_side=side),
-        replace(train, samples=test, channels=channels),
+        replace(train, samples=held_out, channels=channels),
         "train",
     )
 

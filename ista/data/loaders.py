@@ -92,7 +92,7 @@ class BatchLoader:
         """This rank's order of a pass, drawn from `order_g`; None where the reader orders itself (FFCV)."""
         return self._order(order_g)
 
-    def _order(self, order_g: torch.Generator) -> torch.Tensor:
+    def _order(self, order_g: torch.Generator | None) -> torch.Tensor:
         order = self.indices
         if self.shuffle:
             order = order[torch.randperm(len(order), generator=order_g)]

@@ -138,7 +138,8 @@ def digits_file() -> Path:
     """scikit-learn's digits.csv.gz, found without importing scikit-learn (a second per process: every rank
     of every demo run would pay it)."""
     spec = importlib.util.find_spec("sklearn")
-    path = Path(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz") if spec else None
+    locations = spec.submodule_search_locations if spec else None
+    path = Path(locations[0], "datasets", "data", "digits.csv.gz") if locations else None
     if path is None or not path.is_file():
         raise DataError("dataset=digits reads the digits scikit-learn ships: pip install scikit-learn")
     return path

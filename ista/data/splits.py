@@ -14,13 +14,14 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from ista.config.schema import DataConfig
 from ista.data.augment import Finish
-from ista.data.datasets import SMALL, Dataset, Facts, dataset
+from ista.data.datasets import SMALL, Dataset, Facts, Source, dataset
 from ista.data.folders import (
     FolderLoader,
     ImageFolder,
@@ -174,7 +175,7 @@ def open_data(
     """The training split (`data.subset` shortens it) and, with `test`, the test split of `data.dataset`,
     through the reader `choose_reader` picks. Bad data is a `DataError` before anything is written."""
     device = torch.device(device)
-    common = {
+    common: dict[str, Any] = {
         "device": device,
         "rank": rank,
         "world": world,
@@ -215,7 +216,10 @@ def open_split(
 ) -> Split:
     """The training (`train=True`) or test split alone."""
     train_split, test_split = open_data(data, not train, device, rank, world)
-    return train_split if train else test_split
+    if train:
+        return train_split
+    assert test_split is not None  # opened with test=True
+    return test_split
 
 
 MIN_SIZE = 4  # the CIFAR stem keeps the side; two reduction cells halve it twice
@@ -259,20 +263,30 @@ def _open_raw(data: DataConfig, declared: Dataset, test: bool):
     if not data.root and declared.needs_root:
         raise DataError(f"dataset={declared.name} needs data.root (holding {declared.layout}) or data.beton")
     train, test_source, test_split = declared.read(data.root)
-    channels = declared.channels or train.channels
-    size = data.size or declared.size or train.median_side
-    classes = declared.classes or train.classes
+    channels = declared.channels or _folder(train).channels
+    size = data.size or declared.size or _folder(train).median_side
+    classes = declared.classes or _folder(train).classes
     if isinstance(train, ImageFolder) and declared.size is None and size <= SMALL:
-        train, test_source = (_in_memory(f, size) for f in (train, test_source))  # a folder of small images
+        assert isinstance(test_source, ImageFolder)  # one reader reads both splits alike
+        train, test_source = _in_memory(train, size), _in_memory(test_source, size)  # small images in memory
     elif isinstance(train, ImageSet) and size != train.images.shape[-1]:
-        train, test_source = (_resized(s, size) for s in (train, test_source))  # asked: data.size
+        assert isinstance(test_source, ImageSet)
+        train, test_source = _resized(train, size), _resized(test_source, size)  # asked: data.size
     if declared.mean is not None:
+        assert declared.std is not None  # declared with the mean
         mean, std = declared.mean, declared.std
     else:
         mean, std = normalisation(train, size)
     facts = Facts(declared.name, tuple(classes), size, channels, tuple(mean), tuple(std), test_split)
     crop = "pad" if isinstance(train, ImageSet) else "resized"
     return facts, (train, test_source if test else None), crop
+
+
+def _folder(source: Source) -> ImageFolder:
+    """A split whose declaration leaves its classes, side or channels to the data: a folder's, read image
+    by image (the declarations of data sets in memory fix all three)."""
+    assert isinstance(source, ImageFolder), source
+    return source
 
 
 def _on(data: ImageSet, device: torch.device) -> ImageSet:
@@ -306,8 +320,9 @@ def normalisation(train: ImageSet | ImageFolder, size: int) -> tuple[tuple[float
         view = folder_transform(False, size)
         x = torch.stack([view(read_image(train.samples[i][0], train.channels)) for i in chosen])
     # numpy's sums do not depend on torch's thread count, so every rank and every resume gets the same
-    x = x.transpose(0, 1).flatten(1).numpy().astype(np.float64) / 255
-    return tuple(round(float(v), 8) for v in x.mean(1)), tuple(round(float(v), 8) for v in x.std(1, ddof=1))
+    pixels = x.transpose(0, 1).flatten(1).numpy().astype(np.float64) / 255
+    mean, std = pixels.mean(1), pixels.std(1, ddof=1)
+    return tuple(round(float(v), 8) for v in mean), tuple(round(float(v), 8) for v in std)
 
 
 def _open_betons(data: DataConfig, declared: Dataset, test: bool):
@@ -331,11 +346,9 @@ def _open_betons(data: DataConfig, declared: Dataset, test: bool):
     elif declared.mean is None or (declared.classes is None and not data.root):
         raise DataError(f"{folder} has no {MANIFEST}: write the files with `ista data {declared.name}`")
     else:
-        classes = declared.classes or declared.read(data.root)[0].classes
-        facts, stored = (
-            _declared_facts(declared, {"classes": classes}),
-            "raw" if declared.size <= SMALL else "proportion",
-        )
+        classes = declared.classes or _folder(declared.read(data.root)[0]).classes
+        facts = _declared_facts(declared, {"classes": classes})
+        stored = "raw" if facts.size <= SMALL else "proportion"
     if stored == "raw" and data.size and data.size != facts.size:
         raise DataError(
             f"{folder} holds {facts.size}×{facts.size} images and data.size={data.size}: write them "
@@ -346,7 +359,7 @@ def _open_betons(data: DataConfig, declared: Dataset, test: bool):
     if declared.classes is not None and facts.classes and facts.classes != declared.classes:
         raise DataError(f"{folder} was written with other classes than {declared.name}'s (see {path})")
     if data.root and declared.classes is None:
-        train, _, _ = declared.read(data.root)
+        train = _folder(declared.read(data.root)[0])
         if facts.classes and tuple(train.classes) != facts.classes:
             raise DataError(
                 f"{folder} was written for the classes {_few(facts.classes)}, and {data.root} has "
@@ -362,13 +375,14 @@ def _open_betons(data: DataConfig, declared: Dataset, test: bool):
 def _declared_facts(declared: Dataset, written: dict) -> Facts:
     """CIFAR-10 and ImageNet .beton files of earlier releases or other tools: the declaration's facts."""
     classes = declared.classes or tuple(written["classes"])
+    # their declarations fix the side, channels and normalisation
     return Facts(
         declared.name,
         tuple(classes),
-        declared.size,
-        declared.channels,
-        declared.mean,
-        declared.std,
+        cast(int, declared.size),
+        cast(int, declared.channels),
+        cast(tuple[float, ...], declared.mean),
+        cast(tuple[float, ...], declared.std),
         declared.test_split,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,10 @@ class _Py2Pickler(pickle._Pickler):
     """Pickles bytes as Python 2 `str`, as the official CIFAR-10 batches were written: Python 3 reads their
     keys as bytes with encoding="bytes" (our reader) and as str with encoding="latin1" (torchvision's)."""
 
+    # pickle._Pickler's, undocumented: typeshed leaves them out
+    write: Callable[[bytes], object]
+    memoize: Callable[[object], None]
+
     def save_bytes(self, obj: bytes) -> None:
         if len(obj) < 256:
             self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
@@ -23,7 +28,7 @@ class _Py2Pickler(pickle._Pickler):
         self.memoize(obj)
 
     dispatch = pickle._Pickler.dispatch.copy()
-    dispatch[bytes] = save_bytes
+    dispatch[bytes] = save_bytes  # type: ignore[assignment]  # typeshed: dispatch takes an Unpickler
 
 
 def _dump(obj, path: Path) -> None:

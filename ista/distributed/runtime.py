@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -131,7 +132,7 @@ def start(placement: Placement, device: str, timeout_s: float) -> torch.device:
             timeout=timedelta(seconds=timeout_s),
         )
         # the per-step stop decision is a host value: on GPUs it goes over gloo, never syncing the device
-        _control = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s)) if use_cuda else None
+        _control = _all_ranks_group("gloo", timeout_s) if use_cuda else None
         if use_cuda:  # before NCCL's first collective, over gloo
             uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
             devices: list = [None] * placement.world_size
@@ -141,7 +142,12 @@ def start(placement: Placement, device: str, timeout_s: float) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
 
 
-_control = None  # the process group of `any_rank` (None: the default one)
+_control: dist.ProcessGroup | None = None  # the process group of `any_rank` (None: the default one)
+
+
+def _all_ranks_group(backend: str, timeout_s: float) -> dist.ProcessGroup:
+    """A new process group of every rank (so this one is a member: never `GroupMember.NON_GROUP_MEMBER`)."""
+    return cast(dist.ProcessGroup, dist.new_group(backend=backend, timeout=timedelta(seconds=timeout_s)))
 
 
 def stop() -> None:

@@ -14,6 +14,7 @@ fast as PyTorch's fused BN kernel; separate subtract, multiply and add ops cost 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from typing import Protocol, TypeGuard, cast
 
 import torch
 import torch.distributed as dist
@@ -57,10 +58,17 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         mean = total[:c] / n
         var = total[c : 2 * c] / n - mean * mean
         if self.track_running_stats:
+            running_mean, running_var, tracked = self.running_mean, self.running_var, self.num_batches_tracked
+            momentum = self.momentum
+            if running_mean is None or running_var is None or tracked is None or momentum is None:
+                raise ValueError(
+                    "SyncBatchNorm2d tracking running statistics needs their buffers and a momentum "
+                    "(momentum=None, a cumulative average, is not supported)"
+                )
             with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(var.detach() * n / (n - 1), self.momentum)
-                self.num_batches_tracked += 1
+                running_mean.lerp_(mean.detach(), momentum)
+                running_var.lerp_(var.detach() * n / (n - 1), momentum)
+                tracked += 1  # in place: the buffer itself
         # y = (x − mean)·γ/σ + β as one per-channel scale and shift: one fused pass over x, each way
         scale = torch.rsqrt(var + self.eps)
         if self.affine:
@@ -69,8 +77,17 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         return torch.addcmul(shift.view(1, c, 1, 1), x, scale.view(1, c, 1, 1))
 
 
-def _synchronised(module: nn.Module) -> bool:
+def _synchronised(module: nn.Module) -> TypeGuard[SyncBatchNorm2d]:
     return isinstance(module, SyncBatchNorm2d) and module.training
+
+
+class _SplitBN(Protocol):
+    """A module that does its own work, then its BN (e.g. FactorizedReduce)."""
+
+    @property
+    def bn(self) -> nn.Module: ...
+
+    def before_bn(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 Pending = tuple[SyncBatchNorm2d, torch.Tensor]  # a synchronised BN and the input it waits to normalise
@@ -85,7 +102,8 @@ def _steps(module: nn.Module, x: torch.Tensor) -> Generator[Pending, torch.Tenso
             x = yield from _steps(child, x)
         return x
     if hasattr(module, "before_bn"):  # e.g. FactorizedReduce: its work, then its BN
-        return (yield from _steps(module.bn, module.before_bn(x)))
+        split = cast(_SplitBN, module)
+        return (yield from _steps(split.bn, split.before_bn(x)))
     return module(x)
 
 
@@ -95,12 +113,12 @@ def run_together(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor]) -
     if world()[1] == 1:
         return [m(x) for m, x in zip(modules, inputs, strict=True)]
     runs = [_steps(m, x) for m, x in zip(modules, inputs, strict=True)]
-    outputs: list[torch.Tensor | None] = [None] * len(runs)
+    outputs: dict[int, torch.Tensor] = {}  # filled as each run ends
     waiting: dict[int, Pending] = {}
 
     def resume(i: int, value: torch.Tensor | None) -> None:
         try:
-            waiting[i] = runs[i].send(value)
+            waiting[i] = next(runs[i]) if value is None else runs[i].send(value)
         except StopIteration as done:
             outputs[i] = done.value
 
@@ -113,7 +131,7 @@ def run_together(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor]) -
         totals = _AllReduceSum.apply(torch.cat(stats)).split([len(s) for s in stats])
         for (i, (bn, x)), total in zip(batch, totals, strict=True):
             resume(i, bn.normalise(x, total))
-    return outputs  # type: ignore[return-value]
+    return [outputs[i] for i in range(len(runs))]
 
 
 def convert(model: nn.Module) -> nn.Module:

@@ -86,7 +86,7 @@ def plan(name: str, folder: Path, search_preset: str, seeds: list[int], eval_see
             prefix = kind.removesuffix("search")  # "" or "darts-"
             if prefix:  # the DARTS baseline on the same seeds, data and super-net
                 stages.append(Stage(kind, kind, search_preset, tuple(seeds), ("method=darts",)))
-            own = {s: (genotype(kind, s),) for s in seeds}
+            own: dict[int, tuple[str, ...]] = {s: (genotype(kind, s),) for s in seeds}
             stages.append(Stage(f"{prefix}eval", f"{prefix}eval", evaluate, tuple(seeds), per_seed=own,
                                 after=(kind,)))  # fmt: skip
     return [_with_overrides(stage, overrides) for stage in stages]

@@ -95,7 +95,7 @@ def _job_state(record: dict[str, Any], job_id: str, slurm: dict[str, str]) -> di
 
     cluster = record["resources"]["cluster"]
     folder = Path(record["submitit_folder"]) / "%j"
-    job_class = submitit.SlurmJob if cluster == "slurm" else submitit.LocalJob
+    job_class: type[submitit.Job] = submitit.SlurmJob if cluster == "slurm" else submitit.LocalJob
     try:
         job = job_class(folder=folder, job_id=job_id)
     except Exception as err:  # an unreadable folder must not stop the table

@@ -173,9 +173,10 @@ def sbatch_script(experiment: Path, resources: Resources, job_name: str, tasks: 
     r = resources
     folder = experiment / "submitit" / "%j"
     python = _python(experiment, r) or shlex.quote(sys.executable)
-    params = {"job_name": job_name, "nodes": r.nodes, "ntasks_per_node": r.tasks_per_node, "time": r.time_min,
-              "gpus_per_node": r.gpus_per_node or None, "cpus_per_task": r.cpus_per_task,
-              "signal_delay_s": SIGNAL_DELAY_S, "partition": r.partition, "account": r.account}  # fmt: skip
+    params: dict[str, Any] = {"job_name": job_name, "nodes": r.nodes, "ntasks_per_node": r.tasks_per_node,
+                              "time": r.time_min, "gpus_per_node": r.gpus_per_node or None,
+                              "cpus_per_task": r.cpus_per_task, "signal_delay_s": SIGNAL_DELAY_S,
+                              "partition": r.partition, "account": r.account}  # fmt: skip
     params = {k: v for k, v in params.items() if v is not None}
     command = f"{python} -u -m submitit.core._submit {shlex.quote(str(folder))}"
     return _make_sbatch_string(command=command, folder=folder, map_count=tasks, **params)

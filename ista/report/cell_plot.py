@@ -29,7 +29,7 @@ def _layout(n_nodes: int) -> dict[int, tuple[float, float]]:
     return positions
 
 
-def _bezier(p1: np.ndarray, p2: np.ndarray, rad: float, t: float) -> np.ndarray:
+def _bezier(p1: np.ndarray, p2: np.ndarray, rad: float, t: float | np.ndarray) -> np.ndarray:
     """A point of matplotlib's `arc3` curve (a quadratic Bézier with control point mid + rad·(dy, −dx))."""
     d = p2 - p1
     control = (p1 + p2) / 2 + rad * np.array([d[1], -d[0]])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from ista.report.records import write_json
 
@@ -33,12 +33,13 @@ class RunProgress:
         self.console = console or Console()
         self.epochs, self.title, self.enabled = epochs, title, enabled
         self.record, self.every_s, self.written = record, every_s, 0.0
-        self.steps, self.done_steps, self.now = 0, 0, {}
+        self.steps, self.done_steps = 0, 0
+        self.now: dict[str, Any] = {}
         self.live = enabled and self.console.is_terminal
         self.started = time.perf_counter()
         self.first_epoch: int | None = None
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> RunProgress:
         if self.live:
@@ -71,9 +72,9 @@ class RunProgress:
 
     def step(self, step: int, means: dict[str, float], images_per_s: float) -> None:
         self.done_steps += step - self.now.get("step", 0)
-        latest = {k: means[k] for k in ("train_loss", "train_acc") if k in means}
+        latest: dict[str, Any] = {k: means[k] for k in ("train_loss", "train_acc") if k in means}
         self._write(step=step, images_per_s=round(images_per_s, 1), **latest)
-        if self.progress is not None:
+        if self.progress is not None and self.task is not None:
             stats = f"loss {means.get('train_loss', float('nan')):.3f} acc {means.get('train_acc', 0):.1%}"
             self.progress.update(self.task, completed=step, stats=f"{stats} {images_per_s:,.0f} img/s")
 

@@ -81,11 +81,12 @@ def support_changes(histories: dict[int, list[dict[str, Any]]], path: Path, titl
     for seed, history in histories.items():
         supports = [m.get("support") for m in history]
         for t in range(1, len(supports)):
-            if supports[t] is None or supports[t - 1] is None:
+            now, before = supports[t], supports[t - 1]
+            if now is None or before is None:
                 continue
             counted[t] += 1
             for i, (cell, j) in enumerate(nodes):
-                if set(supports[t][cell][j]) != set(supports[t - 1][cell][j]):
+                if set(now[cell][j]) != set(before[cell][j]):
                     changed[i, t] += 1
                     last_change[seed] = t
     share = np.divide(changed, counted, out=np.zeros_like(changed), where=counted > 0)[:, 1:]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ista.report.runs import SEARCHES, RunRecord
 
@@ -54,11 +55,11 @@ def best_of_k(runs: list[RunRecord], source: str | Path) -> Selection:
             f"{source} holds {', '.join(sorted(methods))} runs; best-of-k selects among two-stage searches "
             "(ista, darts), which have a held-out half. One-stage runs are their own evaluation."
         )
-    finished = [r for r in runs if r.state == "done" and r.valid_acc is not None and r.genotype]
+    finished = {i: s for i, r in enumerate(runs) if (s := _finished(r))}
     if not finished:
         states = ", ".join(f"seed {r.seed}: {r.state}" for r in runs) or "no seeds"
         raise ValueError(f"no finished search in {source} to choose from ({states})")
-    best = max(finished, key=lambda r: (r.valid_acc, -r.seed))
+    best = max(finished.values(), key=lambda s: (s.valid_acc, -s.seed))
     return Selection(
         source=str(source),
         seed=best.seed,
@@ -66,9 +67,23 @@ def best_of_k(runs: list[RunRecord], source: str | Path) -> Selection:
         genotype=best.genotype,
         fingerprint=best.fingerprint,
         k=len(finished),
-        seeds=tuple(r.seed for r in finished),
-        left_out=tuple(f"{r.seed} ({r.state})" for r in runs if r not in finished),
+        seeds=tuple(s.seed for s in finished.values()),
+        left_out=tuple(f"{r.seed} ({r.state})" for i, r in enumerate(runs) if i not in finished),
     )
+
+
+class _Finished(NamedTuple):
+    seed: int
+    valid_acc: float
+    genotype: str
+    fingerprint: str
+
+
+def _finished(r: RunRecord) -> _Finished | None:
+    """A finished search, with what the choice reads (a finished run of an experiment has them all)."""
+    if r.state != "done" or r.valid_acc is None or not r.genotype or r.seed is None or r.fingerprint is None:
+        return None
+    return _Finished(r.seed, r.valid_acc, r.genotype, r.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -96,7 +111,7 @@ def evaluations(runs: list[RunRecord]) -> dict[str, list[float]]:
     """Test errors of finished evaluation trainings, by genotype fingerprint."""
     found: dict[str, list[float]] = {}
     for r in runs:
-        if r.method == "train" and r.state == "done" and r.test_err is not None:
+        if r.method == "train" and r.state == "done" and r.test_err is not None and r.fingerprint:
             found.setdefault(r.fingerprint, []).append(r.test_err)
     return found
 

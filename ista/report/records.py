@@ -52,7 +52,7 @@ def environment(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Versions, host and devices: enough to tell two runs' circumstances apart."""
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -122,10 +122,13 @@ def _facts(run_dir: Path, config: dict[str, Any]) -> Facts | None:
     if (run_dir / DATA_RECORD).is_file():
         return Facts.from_dict(json.loads((run_dir / DATA_RECORD).read_text()))
     declared = DATASETS.get(config["data"]["dataset"])
-    if declared is None or None in (declared.num_classes, declared.size, declared.channels):
+    if declared is None:
         return None
-    classes = declared.classes or tuple(map(str, range(declared.num_classes)))
-    return Facts(declared.name, classes, declared.size, declared.channels, (), (), declared.test_split)
+    classes, size, channels = declared.num_classes, declared.size, declared.channels
+    if classes is None or size is None or channels is None:
+        return None
+    names = declared.classes or tuple(map(str, range(classes)))
+    return Facts(declared.name, names, size, channels, (), (), declared.test_split)
 
 
 def _target(config: dict[str, Any], facts: Facts) -> tuple:

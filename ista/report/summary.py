@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,9 @@ class Group:
         return "test_err", "test error"
 
 
-def collect(paths: list[str | Path]) -> list[tuple[str, dict[str, Any], RunRecord]]:
+def collect(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any], RunRecord]]:
     """(experiment name or "", its record, run) for every seed of every experiment and every run directory."""
-    found = []
+    found: list[tuple[str, dict[str, Any], RunRecord]] = []
     for path in map(Path, paths):
         if (path / RECORD).is_file():
             try:
@@ -148,7 +149,7 @@ def aggregate(g: Group) -> dict[str, Any]:
 def protocol_lines(g: Group, everything: list[RunRecord]) -> list[dict[str, Any]]:
     """The protocols that apply to this group, each with its numbers and a sentence."""
     evaluated = protocols.evaluations(everything)
-    lines = []
+    lines: list[dict[str, Any]] = []
     selection = g.record.get("selection")
     if selection:
         lines.append({"protocol": "selection", "text": "genotype chosen as " + _describe(selection)})

@@ -51,7 +51,9 @@ class Darts(Method):
                 strongest = rows.max(dim=1).values.argsort(descending=True, stable=True)[:2]
                 pairs += [(PRIMITIVES[int(rows[i].argmax())], int(i)) for i in strongest]
             cells.append(pairs)
-        return Genotype(cells[0], range(2, 2 + NODES), cells[1], range(2, 2 + NODES))
+        return Genotype(
+            tuple(cells[0]), tuple(range(2, 2 + NODES)), tuple(cells[1]), tuple(range(2, 2 + NODES))
+        )
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         return {

@@ -25,6 +25,7 @@ from torch import nn
 from ista.config.schema import RunConfig
 from ista.space.encoding import CODE_SIZE, NODE_OFFSETS, NODE_SIZES, flat_indices
 from ista.space.genotypes import Genotype
+from ista.space.networks import Network, super_net
 from ista.sparse.code import NODES, SparseCode, Z, as_arrays, as_tensors, node_name
 from ista.sparse.measurement import CELL_TYPES
 from ista.sparse.support import top_support
@@ -32,11 +33,11 @@ from ista.train.schedules import drop_path_at, learning_rate
 from ista.train.step import Method, Weights
 
 
-def candidate_sizes(model: nn.Module) -> tuple[int, dict[str, np.ndarray]]:
+def candidate_sizes(model: Network) -> tuple[int, dict[str, np.ndarray]]:
     """(parameters outside the cells' candidate ops, per cell type each of the 98 candidates' parameters
     summed over the cells of that type), auxiliary head excluded as in `count_params_m`."""
     per_candidate = {cell: np.zeros(CODE_SIZE, dtype=np.int64) for cell in CELL_TYPES}
-    for cell in model.cells:
+    for cell in model.search_cells():
         per_candidate["reduce" if cell.reduction else "normal"] += [
             sum(p.numel() for p in op.parameters()) for op in cell.ops
         ]
@@ -45,15 +46,18 @@ def candidate_sizes(model: nn.Module) -> tuple[int, dict[str, np.ndarray]]:
 
 
 class OneStage(Method):
+    model: Network
+
     def __init__(self, config: RunConfig, model: nn.Module, code: SparseCode):
-        super().__init__(config, model)
+        network = super_net(model)
+        super().__init__(config, network)
         self.code = code
-        code.on_adopt = lambda c: model.set_support(*c.supports())
+        code.on_adopt = lambda c: network.set_support(*c.supports())
         self.frozen = {node: False for node in NODES}
         self.terminated_at: dict[str, int] = {}  # "normal/0" → epoch after whose recovery it terminated
         self.train_start: int | None = None  # first epoch of the training phase
         self.steps = 0
-        self.sizes = candidate_sizes(model)
+        self.sizes = candidate_sizes(network)
         self._apply_freezing()
         self.code.adopt(self.code.recover())
         self.previous: Z = self.code.z  # z_prev of the termination test: the last epoch's adopted z
@@ -95,7 +99,7 @@ class OneStage(Method):
         for cell_type, j in NODES:
             frozen = self.frozen[(cell_type, j)]
             self.code.codes[cell_type][j].requires_grad_(not frozen)
-            for cell in self.model.cells:
+            for cell in self.model.search_cells():
                 if (cell_type == "reduce") != cell.reduction:
                     continue
                 for op in cell.ops[NODE_OFFSETS[j] : NODE_OFFSETS[j] + NODE_SIZES[j]]:

@@ -15,6 +15,7 @@ from torch import nn
 
 from ista.config.schema import RunConfig
 from ista.space.genotypes import Genotype
+from ista.space.networks import Network, super_net
 from ista.sparse.code import SparseCode
 from ista.train.step import Method, Weights
 
@@ -23,10 +24,13 @@ class TwoStage(Method):
     bilevel = True
     eval_prefix = "valid"
 
+    model: Network
+
     def __init__(self, config: RunConfig, model: nn.Module, code: SparseCode):
-        super().__init__(config, model)
+        network = super_net(model)
+        super().__init__(config, network)
         self.code = code
-        code.on_adopt = lambda c: model.set_support(*c.supports())
+        code.on_adopt = lambda c: network.set_support(*c.supports())
         self.steps = 0
         self.recover()
 

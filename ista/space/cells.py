@@ -6,6 +6,8 @@ Both cells take the outputs of the two previous cells, build 4 intermediate node
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -69,10 +71,10 @@ class EvalCell(nn.Module):
         for node in range(len(self.ops) // 2):
             pair = (2 * node, 2 * node + 1)
             outs = run_together([self.ops[p] for p in pair], [states[self.indices[p]] for p in pair])
-            out = 0
+            out: torch.Tensor | int = 0
             for p, h in zip(pair, outs, strict=True):
                 out = out + _maybe_drop(self.ops[p], h, drop_prob, self.training)
-            states.append(out)
+            states.append(cast(torch.Tensor, out))  # a sum of two ops' outputs
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
@@ -128,8 +130,8 @@ class SearchCell(nn.Module):
         for node_active in self.active:
             ops = [self.ops[f] for f, _ in node_active]
             outs = run_together(ops, [states[index] for _, index in node_active])
-            out = 0
+            out: torch.Tensor | int = 0
             for (f, _), op, h in zip(node_active, ops, outs, strict=True):
                 out = out + weights[f] * _maybe_drop(op, h, drop_prob, self.training)
-            states.append(out)
+            states.append(cast(torch.Tensor, out))  # every node has an op (`set_support` checks)
         return torch.cat(states[2:], dim=1)

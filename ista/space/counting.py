@@ -29,7 +29,7 @@ def count_macs_m(model: nn.Module, input_shape: tuple[int, ...], **forward_kwarg
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
             total += output[0].numel() * k
-        else:
+        elif isinstance(module, nn.Linear):
             total += module.in_features * module.out_features
 
     handles = [

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ista.space.genotypes import NODES, Genotype, Pair
 from ista.space.ops import NUM_OPS, PRIMITIVES
 
@@ -18,7 +20,7 @@ NODE_OFFSETS: tuple[int, ...] = tuple(sum(NODE_SIZES[:j]) for j in range(NODES))
 CODE_SIZE = sum(NODE_SIZES)  # 98 candidates per cell type
 DENSE_SUPPORT: tuple[range, ...] = tuple(range(n) for n in NODE_SIZES)  # every candidate runs
 
-NodeSupports = Sequence[Sequence[int]]  # per node, local indices k into z_j
+NodeSupports = Sequence[Sequence[int] | np.ndarray]  # per node, local indices k into z_j
 
 
 def decode(k: int) -> Pair:
@@ -45,4 +47,4 @@ def genotype_from_supports(normal: NodeSupports, reduce: NodeSupports) -> Genoty
     for supports in (normal, reduce):
         flat_indices(supports)  # range checks
         cells.append([decode(int(k)) for support in supports for k in support])
-    return Genotype(cells[0], tuple(range(2, 2 + NODES)), cells[1], tuple(range(2, 2 + NODES)))
+    return Genotype(tuple(cells[0]), tuple(range(2, 2 + NODES)), tuple(cells[1]), tuple(range(2, 2 + NODES)))

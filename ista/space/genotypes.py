@@ -183,7 +183,7 @@ def _concat_text(concat: tuple[int, ...]) -> str:
 
 
 def _g(normal: list[Pair], reduce: list[Pair]) -> Genotype:
-    return Genotype(normal, range(2, 6), reduce, range(2, 6))  # type: ignore[arg-type]
+    return Genotype(tuple(normal), tuple(range(2, 6)), tuple(reduce), tuple(range(2, 6)))
 
 
 # Copied from the official repositories (method.md §10).

@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from ista.space.cells import EvalCell, SearchCell
+from ista.space.encoding import NodeSupports
 from ista.space.genotypes import Genotype
 
-CellFactory = Callable[[int, int, int, bool, bool], nn.Module]  # (C_pp, C_p, C, reduction, reduction_prev)
+Cell = EvalCell | SearchCell
+CellFactory = Callable[[int, int, int, bool, bool], Cell]  # (C_pp, C_p, C, reduction, reduction_prev)
 
 
 STEMS = ("cifar", "imagenet")  # one 3×3 conv keeping the side; three stride-2 convs (224 → 28)
@@ -141,10 +143,26 @@ class Network(nn.Module):
         logits = self.classifier(torch.flatten(self.global_pooling(s1), 1))
         return logits, logits_aux
 
-    def set_support(self, normal, reduce) -> None:
+    def search_cells(self) -> list[SearchCell]:
+        """The cells of a super-net; an error for a target net, whose cells have no support."""
+        cells = [cell for cell in self.cells if isinstance(cell, SearchCell)]
+        if len(cells) != len(self.cells):
+            raise TypeError("a target network has no support: only a super-net's search cells have one")
+        return cells
+
+    def set_support(self, normal: NodeSupports, reduce: NodeSupports) -> None:
         """Which candidates the search cells run, per cell type (see `SearchCell.set_support`)."""
-        for cell in self.cells:
+        for cell in self.search_cells():
             cell.set_support(reduce if cell.reduction else normal)
+
+
+def super_net(model: nn.Module) -> Network:
+    """`model` as the super-net of a search; an error for any other model."""
+    if not isinstance(model, Network):
+        raise TypeError(
+            f"a search runs on a super-net (a Network of search cells), got {type(model).__name__}"
+        )
+    return model
 
 
 def build_eval_network(
@@ -163,7 +181,7 @@ def build_eval_network(
         raise ValueError(f"unknown stem {stem!r}; expected one of {', '.join(STEMS)}")
     default_channels, default_layers = TARGET_SIZES[stem]
 
-    def make_cell(c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool) -> nn.Module:
+    def make_cell(c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool) -> EvalCell:
         return EvalCell(genotype, c_pp, c_p, c, reduction, reduction_prev, onestage=onestage)
 
     return Network(
@@ -193,7 +211,7 @@ def build_search_network(
     """
     affine, bn = (True, "onestage") if onestage else (False, "search")
 
-    def make_cell(c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool) -> nn.Module:
+    def make_cell(c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool) -> SearchCell:
         return SearchCell(c_pp, c_p, c, reduction, reduction_prev, affine=affine, bn_after_free=bn)
 
     return Network(

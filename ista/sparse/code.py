@@ -57,13 +57,15 @@ class SparseCode:
     def recover(self, nodes: Iterable[Node] = NODES) -> Z:
         """z with the given nodes re-solved by Eq. (9) on rank 0 and broadcast; the others as they are."""
         nodes = list(nodes)
-        z = {cell: list(self.z.get(cell, [None] * NODES_PER_CELL)) for cell in CELL_TYPES}
+        z: dict[str, list[np.ndarray | None]] = {
+            cell: list(self.z.get(cell, [None] * NODES_PER_CELL)) for cell in CELL_TYPES
+        }
         solved = recover_on_rank0(
             [self.A[c][j] for c, j in nodes], [self.codes[c][j] for c, j in nodes], self.lam, self.solver
         )
         for (cell, j), z_j in zip(nodes, solved, strict=True):
             z[cell][j] = z_j
-        return z
+        return {cell: _recovered(cell, z[cell]) for cell in CELL_TYPES}
 
     def adopt(self, z: Z) -> None:
         """Makes z the current code: supports and forward-map constants. Then checks that every rank holds
@@ -118,6 +120,15 @@ class SparseCode:
                 self.codes[cell][j].copy_(state["codes"][cell][j])
         self.initial = state["initial"]
         self.adopt(as_arrays(state["z"]))
+
+
+def _recovered(cell: str, z: list[np.ndarray | None]) -> list[np.ndarray]:
+    """z of a cell type, every node recovered (now, or before: a first recovery must solve them all)."""
+    recovered = [z_j for z_j in z if z_j is not None]
+    if len(recovered) != len(z):
+        missing = [j for j, z_j in enumerate(z) if z_j is None]
+        raise RuntimeError(f"{cell} nodes {missing} were never recovered: recover all nodes first")
+    return recovered
 
 
 def as_tensors(arrays: Z) -> dict[str, list[torch.Tensor]]:

@@ -32,11 +32,11 @@ Codes = dict[str, list[torch.Tensor]]
 def draw_measurements(seed: int, draws: str = "streams", m: int = M) -> dict[str, list[np.ndarray]]:
     """A_j ∈ R^{m × 7(j+2)}, float64, for the 4 nodes of each cell type."""
     if draws == "official":
-        rng = np.random.RandomState(seed)  # what np.random.seed(seed) gives np.random.rand
+        legacy = np.random.RandomState(seed)  # what np.random.seed(seed) gives np.random.rand
         A: dict[str, list[np.ndarray]] = {cell: [] for cell in CELL_TYPES}
         for n in NODE_SIZES:
             for cell in CELL_TYPES:
-                A[cell].append(rng.rand(m, n))
+                A[cell].append(legacy.rand(m, n))
         return A
     _check_draws(draws)
     rng = np.random.default_rng([seed, _A_STREAM])

@@ -8,28 +8,37 @@ else.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 
-try:
-    from numpy._core.multiarray import _reconstruct, scalar
-except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct, scalar
+
+def _multiarray() -> ModuleType:
+    """numpy's `multiarray` module, where old checkpoints' arrays were rebuilt from."""
+    try:
+        return importlib.import_module("numpy._core.multiarray")
+    except ImportError:  # numpy < 2
+        return importlib.import_module("numpy.core.multiarray")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or written; the run directory is left as it was."""
 
 
-NUMPY_ARRAYS = [np.ndarray, np.dtype, _reconstruct, scalar,
-                *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]  # fmt: skip
+_MULTIARRAY = _multiarray()
+# in the form `torch.serialization.safe_globals` takes (a global, or a global and its name)
+NUMPY_ARRAYS: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+    np.ndarray, np.dtype, _MULTIARRAY._reconstruct, _MULTIARRAY.scalar,
+    *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]  # fmt: skip
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

@@ -31,8 +31,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class Task(Protocol):
-    model: torch.nn.Module
-    done: bool  # set by a task whose length is decided as it runs (the one-stage search)
+    @property
+    def model(self) -> torch.nn.Module: ...
+
+    @property
+    def done(self) -> bool: ...  # set by a task whose length is decided as it runs (the one-stage search)
 
     def start_epoch(self, epoch: int) -> None: ...
 
@@ -112,7 +115,7 @@ def run_epochs(
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         task.start_epoch(epoch)
-        at = position if epoch == start_epoch and position else {"step": 0, "train": {}}
+        at: dict[str, Any] = position if epoch == start_epoch and position else {"step": 0, "train": {}}
         held = loaders.held_out.cycle(seed, epoch, at.get("held_out")) if loaders.held_out else None
         train = loaders.train.epoch(seed, epoch, **at["train"])
         meter = Meter.from_state(at.get("meter"))
@@ -129,6 +132,7 @@ def run_epochs(
             if stops is not None and (reason := stops.due()):
                 where = {"epoch": epoch, "step": step, "meter": meter.state(), "train": train.state(),
                          "held_out": held.state() if held is not None else None}  # fmt: skip
+                assert on_step_checkpoint is not None, "run_epochs: `stops` needs `on_step_checkpoint`"
                 on_step_checkpoint(epoch, where)
                 stops.checkpointed()
                 if reason == "signal":

@@ -13,10 +13,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 from ista.distributed.runtime import any_rank, world
 
 SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None  # what signal.signal returns
 
 
 class Interrupted(Exception):
@@ -43,7 +47,7 @@ class Stops:
         self.every_s = every_s
         self.signum = 0
         self.last = time.monotonic()
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Handler] = {}
 
     def __enter__(self) -> Stops:
         if threading.current_thread() is threading.main_thread():
@@ -61,11 +65,11 @@ class Stops:
 
     def due(self) -> str | None:
         timer = world()[0] == 0 and self.every_s > 0 and time.monotonic() - self.last >= self.every_s
-        signum, timer = any_rank([self.signum, int(timer)])
+        signum, timed = any_rank([self.signum, int(timer)])
         if signum:
             self.signum = signum
             return "signal"
-        return "timer" if timer else None
+        return "timer" if timed else None
 
     def checkpointed(self) -> None:
         """A checkpoint was just written: the timer starts again."""

@@ -130,10 +130,16 @@ class StepEngine:
         self.joint = bool(arch) and not method.bilevel  # one batch and one loss for the architecture and W
         self.clip_arch = bool(arch) and o.clip_arch  # b's gradient joins W's clip norm
         self.w_step = Together(
-            [self.arch_optimizer, self.w_optimizer] if self.joint else [self.w_optimizer],
+            [self._arch_optimizer(), self.w_optimizer] if self.joint else [self.w_optimizer],
             arch if method.bilevel and self.clip_arch else None,
         )
         self._wrap()
+
+    def _arch_optimizer(self) -> torch.optim.Adam:
+        """The architecture's optimizer: every method with architecture parameters has one."""
+        if self.arch_optimizer is None:
+            raise RuntimeError(f"method={self.config.method} has no architecture parameters to step")
+        return self.arch_optimizer
 
     @property
     def model(self) -> nn.Module:
@@ -153,7 +159,8 @@ class StepEngine:
         self.lr, self.drop_path = self.method.schedule(epoch)
         for group in self.w_optimizer.param_groups:
             group["lr"] = self.lr
-        self.model.drop_path_prob = self.drop_path
+        # torch types Module.__setattr__ for tensors and modules only; a plain attribute is set as usual
+        self.model.drop_path_prob = self.drop_path  # type: ignore[assignment]
         self.model.train()
 
     def _autocast(self):
@@ -189,14 +196,15 @@ class StepEngine:
         architecture's gradients are averaged by hand, and W's are not needed). Returns b's held-out
         gradient, still scaled, for the official clip (`optim.clip_arch`), else None."""
         x, y = held_out
-        self.arch_optimizer.zero_grad(set_to_none=True)
+        optimizer = self._arch_optimizer()
+        optimizer.zero_grad(set_to_none=True)
         logits, aux = self.forward(self.model, x, self.arch_weights())
         loss = self.loss(logits, aux, y)
         self.scaler.scale(loss).backward(inputs=arch)
         average_gradients(arch)  # before the overflow check, so that every rank decides alike
         held = [None if p.grad is None else p.grad.clone() for p in arch] if self.w_step.extra else None
-        self.scaler.unscale_(self.arch_optimizer)
-        self.scaler.step(self.arch_optimizer)
+        self.scaler.unscale_(optimizer)
+        self.scaler.step(optimizer)
         return classification_stats("arch", logits, y, loss), held
 
     def train_step(self, batch: Batch, held_out: Batch | None) -> Stats:
@@ -211,7 +219,7 @@ class StepEngine:
         x, y = batch
         self.w_optimizer.zero_grad(set_to_none=True)
         if self.joint or held is not None:
-            self.arch_optimizer.zero_grad(set_to_none=True)
+            self._arch_optimizer().zero_grad(set_to_none=True)
         weights = self.arch_weights(grad=self.joint or self.clip_arch)
         logits, aux = self.forward(self.forward_model, x, weights)
         loss = self.loss(logits, aux, y)
@@ -221,14 +229,16 @@ class StepEngine:
         if held is not None:  # the official two-stage clip norm: b's held-out part plus its training part
             for p, h in zip(arch, held, strict=True):
                 p.grad = h if p.grad is None else p.grad if h is None else p.grad + h
-        self.scaler.unscale_(self.w_step)
+        # GradScaler is typed for an Optimizer; it reads only what `Together` has (param_groups, step)
+        self.scaler.unscale_(self.w_step)  # type: ignore[arg-type]
         if self.config.optim.grad_clip:
             clipped = [*self.w_parameters, *arch] if self.clip_arch else self.w_parameters
             norm = nn.utils.get_total_norm([p.grad for p in clipped if p.grad is not None])
             nn.utils.clip_grads_with_norm_(self.w_parameters, self.config.optim.grad_clip, norm)
             if not self.scaler.is_enabled():  # fp16 overflows are skipped steps, not non-finite losses
                 stats["grad_norm"] = (norm.detach(), 1)
-        self.scaler.step(self.w_step)  # the one-stage search: Adam on b, then W, as the official code
+        # the one-stage search: Adam on b, then W, as the official code
+        self.scaler.step(self.w_step)  # type: ignore[arg-type]  # as `unscale_` above
         self.scaler.update()
         self.method.after_step()
         return {**stats, **classification_stats("train", logits, y, loss)}
@@ -239,7 +249,11 @@ class StepEngine:
         selection metric of the 5 searches, §3.5), on the test/validation split otherwise."""
         self.model.eval()
         weights = self.arch_weights(grad=False)
-        top1, top5, loss, n = 0, 0, 0, 0  # device tensors after the first batch: one host read at the end
+        # device tensors after the first batch: one host read at the end
+        top1: torch.Tensor | int = 0
+        top5: torch.Tensor | int = 0
+        loss: torch.Tensor | int = 0
+        n = 0
         for x, y in batches:
             logits, _ = self.forward(self.model, x, weights)
             loss = loss + nn.functional.cross_entropy(logits, y, reduction="sum")
@@ -249,9 +263,13 @@ class StepEngine:
             n += len(y)
         self.model.train()
         sums = torch.tensor([float(loss), float(top1), float(top5), n], dtype=torch.float64)
-        loss, top1, top5, n = all_reduce_sum(sums)
+        loss_sum, top1_sum, top5_sum, count = all_reduce_sum(sums)
         p = self.method.eval_prefix
-        return {f"{p}_loss": float(loss / n), f"{p}_acc": float(top1 / n), f"{p}_top5": float(top5 / n)}
+        return {
+            f"{p}_loss": float(loss_sum / count),
+            f"{p}_acc": float(top1_sum / count),
+            f"{p}_top5": float(top5_sum / count),
+        }
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         metrics = {"lr": self.lr, "drop_path": self.drop_path, **self.method.end_epoch(epoch)}
