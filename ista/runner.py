@@ -115,38 +115,43 @@ def build_loaders(config: RunConfig, data: Split, test: Split | None = None) -> 
 
 def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngine:
     """The method of `config.method` on its network, in the step engine."""
+    return StepEngine(config, build_method(config, data.facts, device), device)
+
+
+def build_method(config: RunConfig, facts: Facts, device: torch.device) -> Method:
+    """The method of `config.method` on its network for data holding `facts`, W initialised from the seed
+    (`ista.load_model` builds a run's network this way, without the engine)."""
     from ista.search.darts import Darts
     from ista.search.one_stage import OneStage
     from ista.search.two_stage import TwoStage
 
     torch.manual_seed(config.seed)  # W's initialisation (and the official draws of b that follow it)
-    net, a, stem = config.network, config.arch, data.facts.stem
+    net, a = config.network, config.arch
     shape: dict[str, Any] = {
-        "num_classes": data.num_classes,
-        "in_channels": data.channels,
+        "num_classes": len(facts.classes),
+        "in_channels": facts.channels,
         "auxiliary": net.auxiliary_weight > 0,
     }
     model: torch.nn.Module
     if config.method == "train":
         genotype = load_genotype(config.genotype)
-        model = build_eval_network(genotype, stem, net.channels, net.layers, onestage=net.onestage, **shape)
+        model = build_eval_network(
+            genotype, facts.stem, net.channels, net.layers, onestage=net.onestage, **shape
+        )
     else:
         model = build_search_network(
-            stem, net.channels, net.layers, onestage=config.method == "onestage", **shape
+            facts.stem, net.channels, net.layers, onestage=config.method == "onestage", **shape
         )
     code = None
     if config.method in ("ista", "onestage"):
         initial = initial_codes(config.seed, a.draws, one_stage=config.method == "onestage")
         code = SparseCode(config.seed, device, lam=a.lam, solver=a.solver, draws=a.draws, initial=initial)
     model = (sync_bn.convert if config.sync_bn else (lambda m: m))(model.to(device))
-    method: Method
     if config.method == "train":
-        method = Method(config, model)
-    elif code is not None:  # ista, onestage
-        method = (OneStage if config.method == "onestage" else TwoStage)(config, model, code)
-    else:
-        method = Darts(config, model, device)
-    return StepEngine(config, method, device)
+        return Method(config, model)
+    if code is not None:  # ista, onestage
+        return (OneStage if config.method == "onestage" else TwoStage)(config, model, code)
+    return Darts(config, model, device)
 
 
 def run(

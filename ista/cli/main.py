@@ -7,9 +7,23 @@ import sys
 from collections.abc import Sequence
 
 from ista import __version__
-from ista.cli import data, demo, kendall, launch, params, protocol, search, show, summarize, train
+from ista.cli import (
+    data,
+    demo,
+    export,
+    kendall,
+    launch,
+    params,
+    predict,
+    protocol,
+    search,
+    show,
+    summarize,
+    train,
+)
 from ista.distributed.runtime import PeerFailure
 from ista.distributed.runtime import stop as stop_process_group
+from ista.model.export import ExportError
 from ista.sparse.lasso import SolverError
 from ista.train.checkpoint import CheckpointError
 from ista.train.engine import NonFiniteLossError
@@ -26,7 +40,12 @@ COMMANDS = {
     "kendall": kendall,
     "params": params,
     "show": show,
+    "predict": predict,
+    "export": export,
 }
+
+# bad input, a damaged checkpoint, an unlicensed solver, a diverged run, a lost rank, a failed export
+EXPECTED = (ValueError, OSError, SolverError, CheckpointError, NonFiniteLossError, PeerFailure, ExportError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,9 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ista {args.command}: {stop}; checkpoint {stop.checkpoint}. Run the same command again to "
               "resume from that step", file=sys.stderr)  # fmt: skip
         return stop.exit_code
-    except (ValueError, OSError, SolverError, CheckpointError, NonFiniteLossError, PeerFailure) as err:
-        # bad input, a damaged checkpoint, an unlicensed solver, a diverged run, a lost rank: say why, without
-        # a traceback
+    except EXPECTED as err:  # say why, without a traceback
         print(f"ista {args.command}: error: {err}", file=sys.stderr)
         return 2
     finally:

@@ -102,7 +102,21 @@ def table(g: dict[str, Any]):
     )
     unit = _unit(a["devices"])
     value_columns = ["held-out"] if search else ["test err", *(["top-5 err"] if top5 else [])]
-    columns = ["seed", "state", "ep.", *value_columns, "params", "MACs", unit, "device", "skips", "genotype"]
+    timed = any(r.get("latency_ms") is not None for r in g["runs"])
+    latency = ["ms/batch"] if timed else []  # `ista params RUN --latency`
+    columns = [
+        "seed",
+        "state",
+        "ep.",
+        *value_columns,
+        "params",
+        "MACs",
+        *latency,
+        unit,
+        "device",
+        "skips",
+        "genotype",
+    ]
     notes = any(r["note"] for r in g["runs"])
     for c in [*columns, *(["note"] if notes else [])]:
         right = c not in ("state", "device", "genotype", "note")
@@ -118,6 +132,7 @@ def table(g: dict[str, Any]):
             *map(_percent, values),
             _number(r["params_m"], 2),
             _number(r["macs_m"], 0),
+            *([f"{r['latency_ms']:.2f} ({r['latency_at']})" if r.get("latency_ms") else ""] if timed else []),
             _number(r["cost_h"], 3),
             device,
             _number(r["skip_connects"], 0),

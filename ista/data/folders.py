@@ -149,16 +149,27 @@ def read_rgb(path: str):
 def load_images(folder: ImageFolder, size: int) -> torch.Tensor:
     """Every image of the folder in memory, uint8 N×C×size×size: one that is not size×size already is
     centre-cropped to a square and resized to it."""
-    from PIL import Image, ImageOps
-
     out = torch.empty(len(folder.samples), folder.channels, size, size, dtype=torch.uint8)
     for i, (path, _) in enumerate(folder.samples):
-        image = read_image(path, folder.channels)
-        if image.size != (size, size):
-            image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
-        pixels = torch.from_numpy(np.asarray(image).copy())
-        out[i] = pixels[None] if folder.channels == 1 else pixels.permute(2, 0, 1)
+        out[i] = small_view(read_image(path, folder.channels), size)
     return out
+
+
+def small_view(image, size: int) -> torch.Tensor:
+    """A small image as the network sees it, uint8 C×size×size: centre-cropped to a square and resized to
+    `size` unless it is that size already."""
+    from PIL import Image, ImageOps
+
+    if image.size != (size, size):
+        image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
+    pixels = torch.from_numpy(np.asarray(image).copy())
+    return pixels[None] if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+
+
+def evaluation_view(image, size: int, small: bool) -> torch.Tensor:
+    """One image's evaluation view, uint8 C×size×size, as the test split is read: small images (the CIFAR
+    stem) by `small_view`, larger ones by `folder_transform`'s resize and centre crop."""
+    return small_view(image, size) if small else folder_transform(False, size)(image)
 
 
 def folder_transform(train: bool, size: int = 224, flip: bool = True):

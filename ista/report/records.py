@@ -14,6 +14,7 @@ from typing import Any
 
 RESULT = "result.json"
 DATA_RECORD = "data.json"  # what the run's data held: `ista.data.datasets.Facts`
+LATENCY = "latency.json"  # what `ista params RUN --latency` measured: `ista.model.latency`
 PACKAGES = ("ista", "torch", "torchvision", "numpy", "scipy", "cvxpy", "mosek", "submitit", "ffcv", "rich")
 
 
@@ -82,3 +83,12 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
+
+
+def record_latency(run_dir: str | Path, measured: list[dict[str, Any]]) -> None:
+    """Adds timings to a run's `latency.json`, each replacing an earlier one of the same circumstances."""
+    path = Path(run_dir) / LATENCY
+    keys = ("device_name", "threads", "batch", "amp", "channels_last")
+    kept = json.loads(path.read_text()) if path.is_file() else []
+    new = {tuple(m[k] for k in keys) for m in measured}
+    write_json(path, [m for m in kept if tuple(m.get(k) for k in keys) not in new] + measured)

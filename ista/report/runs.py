@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ista.data.datasets import DATASETS, Facts
-from ista.report.records import DATA_RECORD, RESULT
+from ista.report.records import DATA_RECORD, LATENCY, RESULT
 from ista.space.counting import measure
 from ista.space.genotypes import Genotype
 
@@ -42,6 +42,8 @@ class RunRecord:
     device: str | None = None  # "cpu" or the GPU's name
     devices: int | None = None  # processes (one per GPU on GPUs)
     skip_connects: int | None = None  # in the normal cell: DARTS' collapse indicator
+    latency_ms: float | None = None  # median per batch at the smallest batch timed (`ista params --latency`)
+    latency_at: str | None = None  # that timing's batch and device, e.g. "b=1, cpu"
     genotype: str | None = None
     fingerprint: str | None = None
 
@@ -86,6 +88,11 @@ def _read(run_dir: Path, r: RunRecord) -> None:
         r.device = (gpus[0] if gpus else "cuda") if env["device"].startswith("cuda") else env["device"]
     cost = [m.get("epoch_s", 0.0) for m in history if r.method == "train" or m.get("phase") != "train"]
     r.cost_h = sum(cost) * (r.devices or 1) / 3600 if cost else None
+    if (run_dir / LATENCY).is_file():
+        timed = min(
+            json.loads((run_dir / LATENCY).read_text()), key=lambda m: (m["batch"], m["device"] != "cpu")
+        )
+        r.latency_ms, r.latency_at = timed["median_ms"], f"b={timed['batch']}, {timed['device']}"
     text = result["genotype"] if result else None
     if text is None and (run_dir / "genotype.json").is_file():
         text = Genotype.from_json((run_dir / "genotype.json").read_text()).to_text()

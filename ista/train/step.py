@@ -290,12 +290,7 @@ class StepEngine:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(
-                f"the checkpoint was written by an older ista (checkpoint format {state.get('format', 1)}, "
-                f"this version reads {CHECKPOINT_FORMAT}); finish that run with the version that started "
-                "it, or start anew in another run directory"
-            )
+        check_format(state)
         self.model.load_state_dict(state["model"])
         self.method.load_state_dict(state["method"])
         self.w_optimizer.load_state_dict(state["w_optimizer"])
@@ -306,3 +301,13 @@ class StepEngine:
         # else the run was written in another precision (amp=auto resolves per GPU kind, and a requeued job
         # can land on another): fp16 now starts its scaler afresh, and the runner says what changed
         self._wrap()
+
+
+def check_format(task_state: dict[str, Any]) -> None:
+    """A checkpoint's task state in the layout this version reads, or a clear error."""
+    if task_state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"the checkpoint was written by an older ista (checkpoint format {task_state.get('format', 1)}, "
+            f"this version reads {CHECKPOINT_FORMAT}); finish that run with the version that started "
+            "it, or start anew in another run directory"
+        )

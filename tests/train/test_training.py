@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import ista
 from ista.config import apply_overrides, preset
-from ista.data.splits import open_split
+from ista.data.splits import open_data, open_split
 from ista.runner import build_task, run
 from ista.space.genotypes import PUBLISHED
 from ista.space.networks import build_eval_network
@@ -115,11 +116,19 @@ def test_imagenet_presets_run_end_to_end_on_tiny_data(tmp_path, write_image_fold
         show_progress=False,
     )
     assert evaluated.history[-1]["test_top5"] == 1.0  # 3 classes: the true one is always in the top 5
+    searched_config = apply_overrides(preset("imagenet-one-stage"), [*common, "onestage.max_search_epochs=1"])
     searched = run(
-        apply_overrides(preset("imagenet-one-stage"), [*common, "onestage.max_search_epochs=1"]),
+        searched_config,
         tmp_path / "one-stage",
         show_progress=False,
     )
     assert [m["phase"] for m in searched.history] == ["search", "search", "train"]
+    model = ista.load_model(tmp_path / "one-stage")  # the super-net on the found support, as a model
+    _, val = open_data(searched_config.data, True)
+    with torch.inference_mode():
+        x, y = next(
+            iter(val.loader(torch.arange(val.size), val.size, augment=False, shuffle=False).epoch(0, 0))
+        )
+        assert (model(x).argmax(1) == y).double().mean().item() == searched.history[-1]["test_acc"]
     env = json.loads((tmp_path / "eval" / "env.json").read_text())
     assert env["amp"] == "torch.bfloat16"
