@@ -8,6 +8,7 @@ size than the one it was traced with, and its logits must equal PyTorch's within
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import warnings
@@ -38,7 +39,7 @@ def export(model: FoundModel, out: str | Path, fmt: str) -> dict[str, Any]:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
+    model = copy.deepcopy(model).cpu().eval()  # exported from the CPU; the caller's model stays where it is
     g = torch.Generator().manual_seed(0)
     traced_with = torch.randn(2, *model.input_shape, generator=g)  # 2: a batch of 1 would be specialised
     checked_with = torch.randn(3, *model.input_shape, generator=g)
@@ -140,7 +141,7 @@ def _write_pt2(model: FoundModel, example: torch.Tensor, path: Path) -> None:
 
 def _write_torchscript(model: FoundModel, example: torch.Tensor, path: Path) -> None:
     with _quiet_jit(), torch.no_grad():
-        torch.jit.save(torch.jit.trace(model, example), str(path))
+        torch.jit.save(torch.jit.trace(model, example, check_trace=False), str(path))  # checked below
 
 
 def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:

@@ -141,8 +141,8 @@ def _trained(run_dir: Path) -> FoundModel:
     config = read_run_config(run_dir)
     if config.method not in MODEL_METHODS:
         raise ValueError(
-            f"{run_dir} is a {config.method} search: its network is a super-net, not a model to use. Train "
-            f"its genotype (ista train --genotype {run_dir / 'genotype.json'}) and load that run"
+            f"{run_dir} is a search run (method={config.method}): its network is a super-net, not a model. "
+            f"Train its genotype (ista train --genotype {run_dir / 'genotype.json'}) and load that run"
         )
     if not (run_dir / RESULT).is_file():
         raise ValueError(f"{run_dir} has not finished (no {RESULT}): load it when it has")

@@ -66,7 +66,7 @@ def test_what_is_no_trained_model_gets_one_clear_line(trained, tmp_path):
     search = tmp_path / "search"
     search.mkdir()
     (search / "config.json").write_text(json.dumps(config_to_dict(preset("demo"))))
-    with pytest.raises(ValueError, match="is a ista search: its network is a super-net"):
+    with pytest.raises(ValueError, match=r"is a search run \(method=ista\): its network is a super-net"):
         ista.load_model(search)
 
     def copy(name, drop=(), checkpoint=None):
