@@ -36,8 +36,8 @@ def rank_main(rank: int, port: int, out: str, overrides: list[str], calls: int) 
     torch.set_num_threads(1)
     from ista.config import apply_overrides, preset
     from ista.distributed import runtime
+    from ista.distributed.preemption import Stops
     from ista.runner import run
-    from ista.train.preemption import Stops
 
     try:
         runtime.start(runtime.detect(), "cpu", 600)

@@ -1,7 +1,7 @@
 """Runs a search or a training into a run directory: build, resume, train, record. The CLI and launchers
 call this; every method goes through the same engine and the same run-directory layout, under the
-directory's lock (`ista.lock`), with step checkpoints on preemption signals and on a timer
-(`ista.train.preemption`), resuming from wherever the last checkpoint was written."""
+directory's lock (`ista.rundir.lock`), with step checkpoints on preemption signals and on a timer
+(`ista.distributed.preemption`), resuming from wherever the last checkpoint was written."""
 
 from __future__ import annotations
 
@@ -21,20 +21,33 @@ from ista.data.datasets import Facts
 from ista.data.loaders import split_indices
 from ista.data.splits import Split, open_data
 from ista.distributed import runtime, sync_bn
-from ista.lock import RunLock
-from ista.report import records
+from ista.distributed.preemption import Interrupted, Stops
 from ista.report.cell_plot import save_genotype_figure
-from ista.report.console import PROGRESS, RunProgress
+from ista.report.console import RunProgress
+from ista.rundir import records
+from ista.rundir.atomic import write_json
+from ista.rundir.files import (
+    CHECKPOINT,
+    CONFIG,
+    DATA,
+    DRAWS,
+    ENV,
+    GENOTYPE,
+    METRICS,
+    PICTURE,
+    PROGRESS,
+    SELECTION,
+    TENSORBOARD,
+)
+from ista.rundir.lock import RunLock
+from ista.rundir.read import read_json
 from ista.space.genotypes import Genotype, load_genotype
 from ista.space.networks import build_eval_network, build_search_network, check_auxiliary
 from ista.sparse.code import SparseCode
 from ista.sparse.measurement import initial_codes
 from ista.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ista.train.engine import Loaders, run_epochs
-from ista.train.preemption import Interrupted, Stops
 from ista.train.step import Method, StepEngine
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -56,7 +69,7 @@ def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, facts: Facts
     """Creates the run directory or checks it holds the same run (the same settings and, given `facts`, the
     same data); True if there is a checkpoint to resume."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved_path = run_dir / "config.json"
+    saved_path = run_dir / CONFIG
     has_checkpoint = (run_dir / CHECKPOINT).exists()
     if resume and not has_checkpoint:
         raise ConfigError(f"--resume: no {CHECKPOINT} in {run_dir}")
@@ -70,7 +83,7 @@ def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, facts: Facts
             raise ConfigError(
                 f"{run_dir} holds a run with other settings ({diff}); use another --out to start anew"
             )
-        data_path = run_dir / records.DATA_RECORD
+        data_path = run_dir / DATA
         if facts is not None and data_path.exists():
             before, now = json.loads(data_path.read_text()), json.loads(json.dumps(facts.to_dict()))
             if changed := [k for k in now if not _same(before.get(k), now[k])]:
@@ -79,7 +92,7 @@ def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, facts: Facts
                     f"{config.data.root or config.data.beton or config.data.dataset} holds now (see "
                     f"{data_path}); use another --out to start anew"
                 )
-    records.write_json(saved_path, config_to_dict(config))
+    write_json(saved_path, config_to_dict(config))
     return has_checkpoint
 
 
@@ -164,7 +177,7 @@ def run(
     """Any method into a run directory: build, resume from its checkpoint if there is one, train, record.
 
     Started by torchrun, submitit or srun with several processes, every rank runs this; rank 0 alone
-    writes the run directory (a shared file system), holding its lock (`ista.lock`) for the whole run,
+    writes the run directory (a shared file system), holding its lock (`ista.rundir.lock`) for the whole run,
     and every rank reads the checkpoint to resume. `files` are JSON records to write once the directory is
     this run's. On USR2/SIGTERM the run checkpoints the step it finished and raises `Interrupted`.
     """
@@ -173,13 +186,14 @@ def run(
     if config.method == "train":
         if not config.genotype:
             raise ConfigError("method=train needs a genotype (ista train --genotype NAME|FILE|TEXT)")
+        from ista.launch.status import seed_states
         from ista.report.summary import choose_genotype
 
         # `best:SEARCH_EXPERIMENT` (a protocol's evaluation stage) is chosen now, from the results on disk
-        genotype, selection = choose_genotype(config.genotype)
+        genotype, selection = choose_genotype(config.genotype, seed_states)
         if selection:
             config = replace(config, genotype=genotype)
-            files["selection.json"] = selection.to_dict()
+            files[SELECTION] = selection.to_dict()
         load_genotype(config.genotype)  # a bad genotype is an error before anything is written
     if config.log.tensorboard:
         from ista.report.tensorboard import writer_class
@@ -310,16 +324,16 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
         "lock_taken_over_from": lock and lock.took_over,  # a dead run's lock this run took over
     }
     if main:
-        records.write_json(run_dir / "env.json", records.environment(run_facts))
-        records.write_json(run_dir / records.DATA_RECORD, data.facts.to_dict())
-        records.write_metrics(run_dir / "metrics.jsonl", history)
+        write_json(run_dir / ENV, records.environment(run_facts))
+        write_json(run_dir / DATA, data.facts.to_dict())
+        records.write_metrics(run_dir / METRICS, history)
         for name, value in files.items():
-            records.write_json(run_dir / name, value)
+            write_json(run_dir / name, value)
         if config.method == "train":
-            records.write_json(run_dir / "genotype.json", load_genotype(config.genotype).to_dict())
+            write_json(run_dir / GENOTYPE, load_genotype(config.genotype).to_dict())
         code = getattr(task.method, "code", None)
         if code is not None:  # what the seed drew: A and the initial b
-            records.write_json(run_dir / "draws.json", code.drawn())
+            write_json(run_dir / DRAWS, code.drawn())
 
     def save(epoch: int, position: dict[str, Any] | None = None) -> None:
         """Every rank's RNG (and position) gathered; rank 0 writes the checkpoint."""
@@ -339,15 +353,15 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
     if main and config.log.tensorboard:
         from ista.report.tensorboard import EpochScalars
 
-        scalars = EpochScalars(run_dir / "tensorboard")  # one event folder per run; a resume appends
+        scalars = EpochScalars(run_dir / TENSORBOARD)  # one event folder per run; a resume appends
 
     def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
         history.append(metrics)
         save(epoch)  # first the checkpoint, then what it vouches for
         if main:
-            records.write_metrics(run_dir / "metrics.jsonl", history)
+            records.write_metrics(run_dir / METRICS, history)
             if "genotype" in metrics:
-                records.write_json(run_dir / "genotype.json", metrics["genotype"])
+                write_json(run_dir / GENOTYPE, metrics["genotype"])
             if scalars is not None:
                 scalars.epoch(metrics)
 
@@ -381,10 +395,8 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
             if scalars is not None:
                 scalars.close()
     runtime.barrier()
-    genotype = Genotype.from_dict(json.loads((run_dir / "genotype.json").read_text()))
+    genotype = Genotype.from_dict(read_json(run_dir, GENOTYPE))
     if main:
-        save_genotype_figure(
-            genotype, run_dir / "genotype.png", f"{config.preset}: {title}, seed {config.seed}"
-        )
+        save_genotype_figure(genotype, run_dir / PICTURE, f"{config.preset}: {title}, seed {config.seed}")
         records.write_result(run_dir, genotype.to_text(), history)
     return RunResult(run_dir, genotype, history)

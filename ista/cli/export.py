@@ -18,9 +18,18 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         f"checked against PyTorch's logits (relative and absolute tolerance {RTOL:g}) before it is kept.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a finished `ista train` run directory")
-    p.add_argument("--format", choices=FORMATS, required=True, help="onnx needs `pip install 'ista[export]'`")
     p.add_argument(
-        "--out", type=Path, help=f"the file (default: RUN_DIR/model.{{{','.join(SUFFIXES.values())}}})"
+        "--format",
+        nargs="+",
+        choices=FORMATS,
+        required=True,
+        help="one or more; onnx needs `pip install 'ista[export]'`",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="the file, with one format; the folder, with several (default: RUN_DIR), holding "
+        f"model{{{','.join(SUFFIXES.values())}}}",
     )
 
 
@@ -28,13 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from ista.model.export import export
     from ista.model.load import load_model
 
-    out = args.out or args.run_dir / f"model{SUFFIXES[args.format]}"
-    card = export(load_model(args.run_dir), out, args.format)
+    formats = list(dict.fromkeys(args.format))
+    if len(formats) == 1 and args.out:
+        outputs = {formats[0]: args.out}
+    else:
+        outputs = {f: (args.out or args.run_dir) / f"model{SUFFIXES[f]}" for f in formats}
+    card = export(load_model(args.run_dir), outputs)
     accuracy = "" if card["test_acc"] is None else f", test accuracy {card['test_acc']:.2%}"
-    shape, difference = (
-        "×".join(map(str, card["input"]["shape"])),
-        card["exports"][args.format]["max_abs_difference"],
-    )
-    print(f"wrote {out} ({args.format}, input {shape}{accuracy}; off PyTorch by at most {difference:.2g})")
-    print(f"card:  {out.parent / CARD}")
+    shape = "×".join(map(str, card["input"]["shape"]))
+    for fmt, out in outputs.items():
+        difference = card["exports"][fmt]["max_abs_difference"]
+        print(f"wrote {out} ({fmt}, input {shape}{accuracy}; off PyTorch by at most {difference:.2g})")
+    for folder in dict.fromkeys(Path(out).parent for out in outputs.values()):
+        print(f"card:  {folder / CARD}")
     return 0

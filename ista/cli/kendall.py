@@ -76,15 +76,16 @@ def describe(result) -> list[str]:
 
 
 def _study(args: argparse.Namespace) -> int:
+    from ista.launch.status import seed_states
     from ista.report.kendall import consistency
     from ista.report.protocols import evaluations
     from ista.report.summary import collect
 
     places = args.evaluations or list(dict.fromkeys(e.resolve().parent for e in args.experiment))
-    evaluated = evaluations([run for _, _, run in collect(places)])
+    evaluated = evaluations([run for _, _, run in collect(places, seed_states)])
     studies = []
     for experiment in args.experiment:
-        searches = [run for _, _, run in collect([experiment])]
+        searches = [run for _, _, run in collect([experiment], seed_states)]
         studies.append(consistency(str(experiment), searches, evaluated))
     if args.json:
         print(json.dumps([asdict(s) for s in studies], indent=2))

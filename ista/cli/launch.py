@@ -73,9 +73,10 @@ def minutes(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ista import runner
     from ista.launch import status as status_mod
-    from ista.launch.experiment import parse_seeds
     from ista.launch.submit import launch, sbatch_script, seed_configs
+    from ista.rundir.experiment import parse_seeds
 
     if args.watch and not args.status:
         raise ValueError("--watch goes with --status EXPERIMENT_OR_PROTOCOL")
@@ -89,9 +90,10 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     selection = None
     if args.genotype:
+        from ista.launch.status import seed_states
         from ista.report.summary import choose_genotype
 
-        genotype, selection = choose_genotype(args.genotype)
+        genotype, selection = choose_genotype(args.genotype, seed_states)
         args.overrides = [*args.overrides, f"genotype={genotype}"]
         if selection:
             print(f"genotype: {selection.describe()}")
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(sbatch_script(experiment, resources, f"ista-{args.preset}", len(seeds)))
         return 0
-    jobs = launch(experiment, args.preset, args.overrides, seeds, resources, selection)
+    jobs = launch(experiment, args.preset, args.overrides, seeds, resources, selection, work=runner.run)
     array = jobs[0].job_id.split("_")[0]
     print(f"submitted {len(jobs)} seed(s) of {args.preset} to {args.cluster}: job {array}")
     print(f"experiment: {experiment}  (ista launch --status {experiment})")

@@ -21,13 +21,13 @@ from ista.cli import (
     summarize,
     train,
 )
+from ista.distributed.preemption import Interrupted
 from ista.distributed.runtime import PeerFailure
 from ista.distributed.runtime import stop as stop_process_group
 from ista.model.export import ExportError
-from ista.sparse.lasso import SolverError
+from ista.sparse.errors import SolverError
 from ista.train.checkpoint import CheckpointError
 from ista.train.engine import NonFiniteLossError
-from ista.train.preemption import Interrupted
 
 COMMANDS = {
     "demo": demo,

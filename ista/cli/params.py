@@ -12,7 +12,7 @@ import torch
 from ista.data.datasets import DATASETS, stem_for
 from ista.model.latency import AMP, measure_latency
 from ista.model.load import FoundModel, is_run_dir, load_model, read_run_config
-from ista.report.records import record_latency
+from ista.rundir.records import record_latency
 from ista.space.counting import count_macs_m, count_params_m, measure
 from ista.space.genotypes import PUBLISHED, load_genotype
 from ista.space.networks import build_eval_network

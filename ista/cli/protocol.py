@@ -38,10 +38,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ista import runner
     from ista.launch import protocol
-    from ista.launch.experiment import parse_seeds
     from ista.launch.status import print_status
     from ista.launch.submit import seed_configs
+    from ista.rundir.experiment import parse_seeds
 
     seeds, eval_seeds = parse_seeds(args.seeds), parse_seeds(args.eval_seeds)
     default = Path("runs") / time.strftime(f"{args.protocol}-{args.preset}-%Y%m%d-%H%M%S")
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(Exception):  # a failed seed is reported in the status
                 job.wait()
 
-    record, jobs = protocol.submit(folder, args.protocol, stages, resources, wait if in_order else None)
+    record, jobs = protocol.submit(
+        folder, args.protocol, stages, resources, runner.run, wait if in_order else None
+    )
     if args.wait and not in_order:
         wait(jobs)
     submitted = sum(len(stage["submitted"]) for stage in record["stages"])

@@ -45,10 +45,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ista.launch.status import seed_states
     from ista.report.summary import protocol_result, summarize, to_csv, to_json
 
-    summary = summarize(args.paths, args.group_by)
-    results = [r for r in map(protocol_result, args.paths) if r]  # protocol folders end with their result
+    summary = summarize(args.paths, args.group_by, seed_states)
+    # protocol folders end with their result
+    results = [r for r in (protocol_result(p, seed_states) for p in args.paths) if r]
     if args.json:
         print(to_json({"groups": summary, "protocols": results} if results else summary))
     elif args.csv:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ista.cli.search import add_config_arguments, print_result, resolve
 from ista.config import PRESETS
+from ista.rundir.files import SELECTION
 
 TRAIN_PRESETS = sorted(name for name, config in PRESETS.items() if config.method == "train")
 
@@ -34,9 +35,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ista.launch.status import seed_states
     from ista.report.summary import choose_genotype
 
-    genotype, selection = choose_genotype(args.genotype)
+    genotype, selection = choose_genotype(args.genotype, seed_states)
     if selection:
         print(f"genotype: {selection.describe()}")
     extra = (f"genotype={genotype}", *(["network.onestage=true"] if args.onestage else []))
@@ -47,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out RUN_DIR is required")
     from ista import runner
 
-    files = {"selection.json": selection.to_dict()} if selection else {}  # how the genotype was chosen
+    files = {SELECTION: selection.to_dict()} if selection else {}  # how the genotype was chosen
     print_result(runner.run(config, args.out, resume=args.resume, show_progress=not args.quiet, files=files))
     return 0

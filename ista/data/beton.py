@@ -28,7 +28,7 @@ from ista.data.datasets import Facts, dataset
 from ista.data.folders import ImageFolder, read_rgb
 from ista.data.sources import DataError, ImageSet
 from ista.data.splits import MANIFEST, open_data
-from ista.report.records import write_json
+from ista.rundir.atomic import replacing, write_json
 
 DEFAULT_PAGE_SIZE = 4 * MIN_PAGE_SIZE  # ffcv's default; tests use MIN_PAGE_SIZE (2 MiB)
 
@@ -154,15 +154,11 @@ def _write_manifest(out: Path, facts: Facts, src, splits, settings) -> dict:
 
 
 def _write(path: Path, fields, items, workers: int, page_size: int, progress: Progress | None) -> None:
-    partial = path.with_name(f".{path.name}.partial")
     workers = min(workers or default_workers(), max(1, len(items) // 100))
-    try:
+    with replacing(path) as partial:
         writer = _Writer(str(partial), fields, page_size=page_size, num_workers=workers)
         writer.progress = (lambda done, total: progress(path.name, done, total)) if progress else None
         writer.from_indexed_dataset(items, chunksize=100)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _guarded(work: Callable, errors, *args) -> None:

@@ -23,10 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ista.launch.experiment import RECORD, seed_dir
-from ista.report.records import write_json
+from ista.launch.status import LIVE_STATES, seed_states
+from ista.launch.submit import Work, launch
+from ista.rundir.atomic import write_json
+from ista.rundir.experiment import PROTOCOL_RECORD, RECORD, seed_dir
+from ista.rundir.files import GENOTYPE
 
-PROTOCOL_RECORD = "protocol.json"
 PROTOCOLS = ("two-stage", "independent", "consistency", "one-stage")
 # the evaluation recipe of each search preset (method.md §4, §7)
 EVAL_PRESET = {"demo": "demo-eval", "cifar10-two-stage": "cifar10-eval",
@@ -69,7 +71,7 @@ def plan(name: str, folder: Path, search_preset: str, seeds: list[int], eval_see
     evaluate = EVAL_PRESET[search_preset]
 
     def genotype(stage: str, seed: int) -> str:  # a search's genotype, read when the training starts
-        return f"genotype={seed_dir(folder / stage, seed) / 'genotype.json'}"
+        return f"genotype={seed_dir(folder / stage, seed) / GENOTYPE}"
 
     stages = [Stage("search", "search", search_preset, tuple(seeds))]
     if name == "two-stage":
@@ -105,13 +107,12 @@ def _with_overrides(stage: Stage, overrides: list[str]) -> Stage:
                  stage.after)  # fmt: skip
 
 
-def submit(folder: Path, name: str, stages: list[Stage], resources, wait=None) -> tuple[dict[str, Any], list]:
-    """Submits what is unfinished, stage by stage; `wait(jobs)`, if given, waits for a stage's jobs before
-    the next is submitted (the local and debug executors). Returns the protocol record (also written to
-    protocol.json) and the submitted jobs."""
-    from ista.launch.status import LIVE_STATES, seed_states
-    from ista.launch.submit import launch
-
+def submit(
+    folder: Path, name: str, stages: list[Stage], resources, work: Work, wait=None
+) -> tuple[dict[str, Any], list]:
+    """Submits what is unfinished, stage by stage, each seed running `work`; `wait(jobs)`, if given, waits
+    for a stage's jobs before the next is submitted (the local and debug executors). Returns the protocol
+    record (also written to protocol.json) and the submitted jobs."""
     folder = folder.resolve()
     rows = [
         {**asdict(stage), "experiment": str(folder / stage.name), "submitted": None,
@@ -145,7 +146,7 @@ def submit(folder: Path, name: str, stages: list[Stage], resources, wait=None) -
         jobs = []
         if todo:
             own = {s: list(stage.per_seed.get(s, ())) for s in todo}
-            jobs = launch(experiment, stage.preset, list(stage.overrides), todo, resources,
+            jobs = launch(experiment, stage.preset, list(stage.overrides), todo, resources, work=work,
                           per_seed=own, after=after if slurm else ())  # fmt: skip
             submitted += jobs
             if wait is not None:

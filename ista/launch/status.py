@@ -17,9 +17,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ista.launch.experiment import read_record, seed_dir, waiting_for_slot
-from ista.report.console import PROGRESS, duration
-from ista.report.records import RESULT
+from ista.report.console import duration
+from ista.rundir.experiment import PROTOCOL_RECORD, read_record, seed_dir, waiting_for_slot
+from ista.rundir.files import CHECKPOINT, ENV, PROGRESS, RESULT
+from ista.rundir.read import read_json, read_metrics
 from ista.space.genotypes import Genotype
 
 SLURM_STATES = {
@@ -40,14 +41,13 @@ def seed_states(experiment: Path) -> list[dict[str, Any]]:
         run_dir = seed_dir(experiment, seed)
         job_id = record["jobs"].get(str(seed), "")
         row: dict[str, Any] = {"seed": seed, "job": job_id, "epochs": _epochs(run_dir), "note": ""}
-        if (run_dir / RESULT).is_file():
-            result = json.loads((run_dir / RESULT).read_text())
+        if result := read_json(run_dir, RESULT):
             row.update(state="done", metric=_metric(result["final"]), genotype=result["genotype"])
         else:
             row.update(_job_state(record, job_id, slurm), metric=None, genotype=None)
             if row["state"] == "running" and waiting_for_slot(run_dir).exists():
                 row["state"] = "waiting for a CPU slot"
-            elif row["state"] == "pending" and (run_dir / "checkpoint.pt").exists():
+            elif row["state"] == "pending" and (run_dir / CHECKPOINT).exists():
                 row["state"] = "requeued"  # waiting to resume from its checkpoint
             elif row["state"] == "running" and _resumed(run_dir):
                 row["state"] = "running (requeued)"
@@ -56,13 +56,11 @@ def seed_states(experiment: Path) -> list[dict[str, Any]]:
 
 
 def _epochs(run_dir: Path) -> int:
-    metrics = run_dir / "metrics.jsonl"
-    return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+    return len(read_metrics(run_dir))
 
 
 def _resumed(run_dir: Path) -> bool:
-    env = run_dir / "env.json"
-    return env.is_file() and json.loads(env.read_text()).get("resumed_from_epoch") is not None
+    return read_json(run_dir, ENV, {}).get("resumed_from_epoch") is not None
 
 
 def _metric(final: dict[str, Any]) -> str | None:
@@ -155,8 +153,6 @@ LIVE_STATES = (
 
 def experiments(folder: Path) -> list[Path]:
     """The experiment itself, or a protocol's stage experiments that have been submitted."""
-    from ista.launch.protocol import PROTOCOL_RECORD
-
     folder = Path(folder)
     if not (folder / PROTOCOL_RECORD).is_file():
         return [folder]
@@ -167,8 +163,6 @@ def experiments(folder: Path) -> list[Path]:
 def stages_to_come(folder: Path) -> list[str]:
     """A protocol's stages that are not submitted yet while the process that submits them in turn (the
     local and debug executors) still runs: a view of the protocol is not over before they are."""
-    from ista.launch.protocol import PROTOCOL_RECORD
-
     path = Path(folder) / PROTOCOL_RECORD
     if not path.is_file():
         return []

@@ -1,6 +1,7 @@
 """One Slurm array job per experiment, one array task per seed, each task a (multi-node) distributed run.
 
-The submitted callable is `SeedRun`, a submitit `Checkpointable`: on preemption or at the time limit
+The submitted callable is `SeedRun`, a submitit `Checkpointable` around the work it is handed (the CLI
+hands it `ista.runner.run`: launch imports no method and no training): on preemption or at the time limit
 Slurm sends USR2 (120 s before the kill); every rank finishes its step, rank 0 checkpoints that step, then
 submitit's own handler requeues the task, and the requeued task resumes the run from that very step. A
 SIGTERM (scancel, or a preemption that Slurm requeues itself) checkpoints the step the same way and ends
@@ -17,6 +18,7 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,12 @@ import submitit
 
 from ista.config.io import apply_overrides, config_from_dict, config_to_dict
 from ista.config.presets import preset
-from ista.launch.experiment import RECORD, read_record, seed_dir, slots_dir, waiting_for_slot, write_record
-from ista.report.records import RESULT
-from ista.train.preemption import Interrupted
+from ista.distributed.preemption import Interrupted
+from ista.rundir.experiment import RECORD, read_record, seed_dir, slots_dir, waiting_for_slot, write_record
+from ista.rundir.files import RESULT
 
+# what a seed's task runs: `ista.runner.run(config, run_dir, show_progress=False)`
+Work = Callable[..., Any]
 SIGNAL_DELAY_S = 120  # USR2 this long before the kill: time to finish the step and requeue
 
 
@@ -78,11 +82,12 @@ class SeedRun(submitit.helpers.Checkpointable):
     `cpus`: the CPUs each task was given (its threads); `slots`: on the local executor, how many jobs may
     run at once (rank 0 of each waits for a slot; 0 = no limit)."""
 
-    def __init__(self, config: dict[str, Any], run_dir: str, cpus: int | None = None, slots: int = 0):
-        self.config, self.run_dir, self.cpus, self.slots = config, run_dir, cpus, slots
+    def __init__(
+        self, work: Work, config: dict[str, Any], run_dir: str, cpus: int | None = None, slots: int = 0
+    ):
+        self.work, self.config, self.run_dir, self.cpus, self.slots = work, config, run_dir, cpus, slots
 
     def __call__(self) -> dict[str, Any]:
-        from ista import runner
         from ista.distributed import runtime
 
         # A MASTER_PORT inherited from the submitting shell would be shared by all array tasks that start
@@ -101,9 +106,9 @@ class SeedRun(submitit.helpers.Checkpointable):
         slot = cpu_slot(slots_dir(run_dir.parent), self.slots, waiting_for_slot(run_dir)) if waits else None
         try:
             with slot or contextlib.nullcontext():
-                runner.run(config_from_dict(self.config), self.run_dir, show_progress=False)
+                self.work(config_from_dict(self.config), self.run_dir, show_progress=False)
             runtime.barrier()  # rank 0 has written result.json
-            return json.loads((Path(self.run_dir) / RESULT).read_text())
+            return json.loads((run_dir / RESULT).read_text())
         except Interrupted as stop:
             if stop.signum != signal.SIGUSR2 or not callable(requeue):
                 raise
@@ -190,10 +195,12 @@ def launch(
     resources: Resources,
     selection=None,
     *,
+    work: Work,
     per_seed: dict[int, list[str]] | None = None,
     after: tuple[str, ...] = (),
 ) -> list[submitit.Job]:
-    """Submits the array; `selection` (a best-of-k choice of genotype) is logged in experiment.json.
+    """Submits the array of `work` (`ista.runner.run`) over the seeds' configs; `selection` (a best-of-k
+    choice of genotype) is logged in experiment.json.
 
     Seeds added to an experiment launched before with the same settings join its record (a protocol
     resubmitting its unfinished seeds); other settings replace it."""
@@ -202,7 +209,9 @@ def launch(
     executor = make_executor(experiment, resources, f"ista-{preset_name}", after)
     per_job = resources.cpus_per_task * resources.tasks_per_node
     slots = max(1, len(os.sched_getaffinity(0)) // per_job) if resources.cluster == "local" else 0
-    runs = [SeedRun(configs[s], str(seed_dir(experiment, s)), resources.cpus_per_task, slots) for s in seeds]
+    runs = [
+        SeedRun(work, configs[s], str(seed_dir(experiment, s)), resources.cpus_per_task, slots) for s in seeds
+    ]
     jobs = executor.submit_array(runs)  # one sbatch --array on Slurm
     record = {
         "preset": preset_name,

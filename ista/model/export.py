@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-import os
+import functools
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,52 +19,62 @@ import numpy as np
 import torch
 
 from ista.model.load import FoundModel
-from ista.report.records import environment, write_json
+from ista.rundir.atomic import replacing, write_json
+from ista.rundir.files import CONFIG, ENV, RESULT
+from ista.rundir.read import read_json
+from ista.rundir.records import environment
 from ista.space.counting import count_macs_m, count_params_m
 
 FORMATS = ("onnx", "pt2", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
 RTOL, ATOL = 1e-4, 1e-4  # float32 logits, as np.allclose; the runtimes order some sums differently
 CARD = "model.json"
+BATCH = torch.export.Dim("batch", min=1, max=4096)  # every export takes any batch size up to this
+Program = Callable[[], torch.export.ExportedProgram]  # the model's `torch.export` program, made once
 
 
 class ExportError(RuntimeError):
     """An export that cannot be made or does not reproduce the model; nothing is left behind."""
 
 
-def export(model: FoundModel, out: str | Path, fmt: str) -> dict[str, Any]:
-    """Writes `model` to `out` in `fmt` and its card beside it; returns the card."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
+def export(model: FoundModel, outputs: Mapping[str, str | Path]) -> dict[str, Any]:
+    """Writes `model` in each format of `outputs` (format → file) and its card beside the files; returns the
+    card. One `torch.export` program serves the ONNX and the .pt2 file."""
+    unknown = sorted(set(outputs) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     model = copy.deepcopy(model).cpu().eval()  # exported from the CPU; the caller's model stays where it is
     g = torch.Generator().manual_seed(0)
     traced_with = torch.randn(2, *model.input_shape, generator=g)  # 2: a batch of 1 would be specialised
     checked_with = torch.randn(3, *model.input_shape, generator=g)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{SUFFIXES[fmt]}")  # torch reads .pt2 by name
-    try:
-        _WRITERS[fmt](model, traced_with, tmp)
-        with torch.inference_mode():
-            expected = model(checked_with).numpy()
-        got = _RUNNERS[fmt](tmp, checked_with.numpy())
-        same_shape = got.shape == expected.shape
-        difference = float(np.abs(got - expected).max()) if same_shape else float("inf")
-        if not same_shape or not np.allclose(got, expected, RTOL, ATOL):
-            raise ExportError(
-                f"the {fmt} export does not reproduce the model: logits of shape {got.shape} differ from "
-                f"PyTorch's {expected.shape} by up to {difference:.3g}; nothing was written"
-            )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    card = model_card(model, {fmt: {"file": out.name, "max_abs_difference": difference}})
-    previous = out.parent / CARD
-    if previous.is_file():  # another format of the same model: one card lists them all
-        before = json.loads(previous.read_text())
-        if before.get("fingerprint") == card["fingerprint"] and before.get("run_dir") == card["run_dir"]:
+    with torch.inference_mode():
+        expected = model(checked_with).numpy()
+    program = functools.cache(
+        lambda: torch.export.export(model, (traced_with,), dynamic_shapes={"images": {0: BATCH}})
+    )
+    exports: dict[str, Any] = {}
+    for fmt, out in outputs.items():
+        out = Path(out).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(out, keep_suffix=True) as tmp:  # torch reads .pt2 by its name
+            _WRITERS[fmt](model, traced_with, program, tmp)
+            got = _RUNNERS[fmt](tmp, checked_with.numpy())
+            same_shape = got.shape == expected.shape
+            difference = float(np.abs(got - expected).max()) if same_shape else float("inf")
+            if not same_shape or not np.allclose(got, expected, RTOL, ATOL):
+                raise ExportError(
+                    f"the {fmt} export does not reproduce the model: logits of shape {got.shape} differ from "
+                    f"PyTorch's {expected.shape} by up to {difference:.3g}; {out} was not written"
+                )
+        exports[fmt] = {"file": out.name, "max_abs_difference": difference}
+    card = model_card(model, exports)
+    for folder in {Path(out).expanduser().parent for out in outputs.values()}:
+        path = folder / CARD
+        before = read_json(folder, CARD, {})
+        if (before.get("fingerprint"), before.get("run_dir")) == (card["fingerprint"], card["run_dir"]):
+            # another format of the same model: one card lists them all
             card["exports"] = {**before.get("exports", {}), **card["exports"]}
-    write_json(previous, card)
+        write_json(path, card)
     return card
 
 
@@ -73,9 +82,7 @@ def model_card(model: FoundModel, exports: dict[str, Any]) -> dict[str, Any]:
     """What a user of the file needs (input, preprocessing, classes) and where it came from."""
     f = model.facts
     run = model.run_dir
-    config = json.loads((run / "config.json").read_text()) if run else {}
-    result = json.loads((run / "result.json").read_text()) if run else {}
-    trained = json.loads((run / "env.json").read_text()) if run and (run / "env.json").is_file() else {}
+    config, result, env = ({} if run is None else read_json(run, name, {}) for name in (CONFIG, RESULT, ENV))
     final = result.get("final", {})
     exported = environment()
     return {
@@ -100,7 +107,7 @@ def model_card(model: FoundModel, exports: dict[str, Any]) -> dict[str, Any]:
         "method": config.get("method"),
         "seed": config.get("seed"),
         "run_dir": str(run.resolve()) if run else None,
-        "trained_with": {"versions": trained.get("versions"), "git_commit": trained.get("git_commit")},
+        "trained_with": {"versions": env.get("versions"), "git_commit": env.get("git_commit")},
         "exported_with": {"versions": exported["versions"], "git_commit": exported["git_commit"]},
         "tolerance": {"rtol": RTOL, "atol": ATOL},
         "exports": exports,
@@ -118,28 +125,23 @@ def preprocessing(size: int, stem: str) -> str:
     return f"{fit}; pixel values / 255, then (x - mean) / std per channel"
 
 
-def _dynamic_batch() -> dict[str, dict[int, Any]]:
-    return {"images": {0: torch.export.Dim("batch", min=1, max=4096)}}
-
-
-def _write_onnx(model: FoundModel, example: torch.Tensor, path: Path) -> None:
+def _write_onnx(model: FoundModel, example: torch.Tensor, program: Program, path: Path) -> None:
     try:
         import onnxscript  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise ExportError("--format onnx needs torch's ONNX exporter: pip install 'ista[export]'") from None
-    program = torch.onnx.export(
-        model, (example,), dynamo=True, dynamic_shapes=_dynamic_batch(),
-        input_names=["images"], output_names=["logits"], verbose=False,
-    )  # fmt: skip
-    assert program is not None  # dynamo=True returns the program
-    program.save(str(path), external_data=False)
+    onnx = torch.onnx.export(
+        program(), (example,), dynamo=True, input_names=["images"], output_names=["logits"], verbose=False
+    )
+    assert onnx is not None  # dynamo=True returns the program
+    onnx.save(str(path), external_data=False)
 
 
-def _write_pt2(model: FoundModel, example: torch.Tensor, path: Path) -> None:
-    torch.export.save(torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch()), str(path))
+def _write_pt2(model: FoundModel, example: torch.Tensor, program: Program, path: Path) -> None:
+    torch.export.save(program(), str(path))
 
 
-def _write_torchscript(model: FoundModel, example: torch.Tensor, path: Path) -> None:
+def _write_torchscript(model: FoundModel, example: torch.Tensor, program: Program, path: Path) -> None:
     with _quiet_jit(), torch.no_grad():
         torch.jit.save(torch.jit.trace(model, example, check_trace=False), str(path))  # checked below
 
@@ -173,7 +175,7 @@ def _quiet_jit() -> Iterator[None]:
         yield
 
 
-_WRITERS: dict[str, Callable[[FoundModel, torch.Tensor, Path], None]] = {
+_WRITERS: dict[str, Callable[[FoundModel, torch.Tensor, Program, Path], None]] = {
     "onnx": _write_onnx, "pt2": _write_pt2, "torchscript": _write_torchscript}  # fmt: skip
 _RUNNERS: dict[str, Callable[[Path, np.ndarray], np.ndarray]] = {
     "onnx": _run_onnx, "pt2": _run_pt2, "torchscript": _run_torchscript}  # fmt: skip

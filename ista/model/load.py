@@ -7,7 +7,6 @@ the settings and data facts are JSON.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from torch import nn
 from ista.config.io import config_from_dict
 from ista.config.schema import RunConfig
 from ista.data.datasets import Facts, dataset
-from ista.report.records import DATA_RECORD, RESULT
+from ista.rundir.files import CHECKPOINT, DATA, GENOTYPE, RESULT
+from ista.rundir.read import read_config, read_json
 from ista.space.genotypes import Genotype, load_genotype
 from ista.space.networks import Network, build_eval_network
 from ista.train.checkpoint import CheckpointError, load_checkpoint
@@ -128,25 +128,22 @@ def untrained_facts(name: str, classes: int | None, size: int | None, in_channel
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    """A run directory's resolved settings (config.json), or a clear error that it is none."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-    return config_from_dict(json.loads(path.read_text()))
+    """A run directory's resolved settings, or a clear error that it is none."""
+    return config_from_dict(read_config(run_dir))
 
 
 def _trained(run_dir: Path) -> FoundModel:
-    from ista.runner import CHECKPOINT, build_method
+    from ista.runner import build_method
 
     config = read_run_config(run_dir)
     if config.method not in MODEL_METHODS:
         raise ValueError(
             f"{run_dir} is a search run (method={config.method}): its network is a super-net, not a model. "
-            f"Train its genotype (ista train --genotype {run_dir / 'genotype.json'}) and load that run"
+            f"Train its genotype (ista train --genotype {run_dir / GENOTYPE}) and load that run"
         )
     if not (run_dir / RESULT).is_file():
         raise ValueError(f"{run_dir} has not finished (no {RESULT}): load it when it has")
-    facts = Facts.from_dict(json.loads((run_dir / DATA_RECORD).read_text()))
+    facts = Facts.from_dict(read_json(run_dir, DATA))
     state = load_checkpoint(run_dir / CHECKPOINT)
     task: dict[str, Any] = state.get("task", {})
     check_format(task)
@@ -158,11 +155,11 @@ def _trained(run_dir: Path) -> FoundModel:
         method.load_state_dict(task["method"])
     except (KeyError, RuntimeError) as err:
         raise CheckpointError(
-            f"{run_dir / CHECKPOINT} does not fit the network its config.json describes ({err}); it is "
+            f"{run_dir / CHECKPOINT} does not fit the network its settings describe ({err}); it is "
             "damaged or from another run"
         ) from None
     weights = method.arch_weights()
-    genotype = Genotype.from_json((run_dir / "genotype.json").read_text())
+    genotype = Genotype.from_json((run_dir / GENOTYPE).read_text())
     network = method.model
     assert isinstance(network, Network)
     return FoundModel(network, facts, genotype, weights, run_dir)

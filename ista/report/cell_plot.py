@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ista.rundir.atomic import replacing
 from ista.space.genotypes import Genotype
 
 COLOURS = {"input": "#b4eeb4", "node": "#add8e6", "output": "#eee8aa"}
@@ -160,8 +161,6 @@ def save_genotype_figure(genotype: Genotype, path: str | Path, title: str | None
     # fixed margins, not a layout engine: that would draw the figure twice, and it costs every run a second
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.89 if title else 0.94, wspace=0.02)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG labels stay searchable text
-        fig.savefig(tmp, dpi=150)
-    tmp.replace(path)
+    with replacing(path, keep_suffix=True) as tmp, matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(tmp, dpi=150)  # SVG labels stay searchable text
     return path

@@ -15,9 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from ista.report.records import write_json
-
-PROGRESS = "progress.json"
+from ista.rundir.atomic import write_json
 
 
 class RunProgress:

@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from ista.report.cell_plot import save_genotype_figure
-from ista.report.runs import read_metrics
+from ista.rundir.atomic import replacing
+from ista.rundir.read import read_metrics
 from ista.space.genotypes import Genotype
 from ista.sparse.measurement import CELL_TYPES
 
@@ -31,7 +32,7 @@ def write_plots(summary: list[dict[str, Any]], out: str | Path) -> list[Path]:
     for g in summary:
         name = _slug(g["group"])
         title = Path(g["group"]).name or g["group"]
-        histories = {r["seed"]: read_metrics(Path(r["run_dir"]) / "metrics.jsonl") for r in g["runs"]}
+        histories = {r["seed"]: read_metrics(r["run_dir"]) for r in g["runs"]}
         histories = {seed: h for seed, h in histories.items() if h}
         if histories:
             written.append(curves(histories, out / f"{name}-curves.png", title))
@@ -129,7 +130,6 @@ def _slug(name: str) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(path)
+    with replacing(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=120)
     return path

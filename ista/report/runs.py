@@ -7,13 +7,13 @@ with a note instead of an exception.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ista.data.datasets import DATASETS, Facts
-from ista.report.records import DATA_RECORD, LATENCY, RESULT
+from ista.rundir.files import CONFIG, DATA, ENV, GENOTYPE, LATENCY, RESULT
+from ista.rundir.read import read_json, read_metrics
 from ista.space.counting import measure
 from ista.space.genotypes import Genotype
 
@@ -55,8 +55,8 @@ class RunRecord:
 def read_run(run_dir: str | Path, seed: int | None = None) -> RunRecord:
     run_dir = Path(run_dir)
     record = RunRecord(str(run_dir), seed)
-    if not (run_dir / "config.json").is_file():
-        record.note = "no run directory" if not run_dir.exists() else "no config.json: not a run directory"
+    if not (run_dir / CONFIG).is_file():
+        record.note = "no run directory" if not run_dir.exists() else f"no {CONFIG}: not a run directory"
         return record
     try:
         _read(run_dir, record)
@@ -66,12 +66,12 @@ def read_run(run_dir: str | Path, seed: int | None = None) -> RunRecord:
 
 
 def _read(run_dir: Path, r: RunRecord) -> None:
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_json(run_dir, CONFIG)
     r.preset, r.method, r.dataset = config["preset"], config["method"], config["data"]["dataset"]
     r.seed = config["seed"] if r.seed is None else r.seed
-    history = read_metrics(run_dir / "metrics.jsonl")
+    history = read_metrics(run_dir)
     r.epochs = len(history)
-    result = json.loads((run_dir / RESULT).read_text()) if (run_dir / RESULT).is_file() else None
+    result = read_json(run_dir, RESULT)
     r.state = "done" if result else "unfinished"
     if not result and history:
         r.note = f"stopped or running after {len(history)} epochs"
@@ -81,21 +81,19 @@ def _read(run_dir: Path, r: RunRecord) -> None:
         top1, top5 = _last(history, "test_acc"), _last(history, "test_top5")
         r.test_err = None if top1 is None else 1 - top1
         r.test_top5_err = None if top5 is None else 1 - top5
-    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").is_file() else {}
+    env = read_json(run_dir, ENV, {})
     r.devices = env.get("world_size")
     if env.get("device"):
         gpus = env.get("gpus") or []
         r.device = (gpus[0] if gpus else "cuda") if env["device"].startswith("cuda") else env["device"]
     cost = [m.get("epoch_s", 0.0) for m in history if r.method == "train" or m.get("phase") != "train"]
     r.cost_h = sum(cost) * (r.devices or 1) / 3600 if cost else None
-    if (run_dir / LATENCY).is_file():
-        timed = min(
-            json.loads((run_dir / LATENCY).read_text()), key=lambda m: (m["batch"], m["device"] != "cpu")
-        )
+    if timings := read_json(run_dir, LATENCY):
+        timed = min(timings, key=lambda m: (m["batch"], m["device"] != "cpu"))
         r.latency_ms, r.latency_at = timed["median_ms"], f"b={timed['batch']}, {timed['device']}"
     text = result["genotype"] if result else None
-    if text is None and (run_dir / "genotype.json").is_file():
-        text = Genotype.from_json((run_dir / "genotype.json").read_text()).to_text()
+    if text is None and (run_dir / GENOTYPE).is_file():
+        text = Genotype.from_json((run_dir / GENOTYPE).read_text()).to_text()
     if text:
         genotype = Genotype.from_text(text)
         r.genotype, r.fingerprint = text, genotype.fingerprint()
@@ -107,27 +105,14 @@ def _read(run_dir: Path, r: RunRecord) -> None:
             r.params_m, r.macs_m = counts["params_m"], counts["macs_m"]
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The epochs of metrics.jsonl; a line cut off by a crash ends the list rather than the summary."""
-    if not path.is_file():
-        return []
-    history = []
-    for line in path.read_text().splitlines():
-        try:
-            history.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return history
-
-
 def _last(history: list[dict[str, Any]], key: str) -> float | None:
     return next((m[key] for m in reversed(history) if key in m), None)
 
 
 def _facts(run_dir: Path, config: dict[str, Any]) -> Facts | None:
     """What the run's data held (data.json); for runs of earlier releases, the declaration's fixed facts."""
-    if (run_dir / DATA_RECORD).is_file():
-        return Facts.from_dict(json.loads((run_dir / DATA_RECORD).read_text()))
+    if (run_dir / DATA).is_file():
+        return Facts.from_dict(read_json(run_dir, DATA))
     declared = DATASETS.get(config["data"]["dataset"])
     if declared is None:
         return None

@@ -9,14 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ista.launch.experiment import RECORD, read_record, seed_dir
 from ista.report import protocols
 from ista.report.runs import RunRecord, read_run
+from ista.rundir.experiment import PROTOCOL_RECORD, RECORD, read_record, seed_dir
+from ista.rundir.files import CONFIG
 
 GROUP_BY = ("experiment", "preset", "genotype")
 
@@ -43,8 +44,15 @@ class Group:
         return "test_err", "test error"
 
 
-def collect(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any], RunRecord]]:
-    """(experiment name or "", its record, run) for every seed of every experiment and every run directory."""
+SeedStates = Callable[[Path], list[dict[str, Any]]]  # an experiment's seeds as its launcher sees them
+
+
+def collect(
+    paths: Sequence[str | Path], states: SeedStates | None = None
+) -> list[tuple[str, dict[str, Any], RunRecord]]:
+    """(experiment name or "", its record, run) for every seed of every experiment and every run directory.
+    `states` (`ista.launch.status.seed_states`, handed in by the caller) names the launcher's state of seeds
+    without a result; without it, the files alone say."""
     found: list[tuple[str, dict[str, Any], RunRecord]] = []
     for path in map(Path, paths):
         if (path / RECORD).is_file():
@@ -53,13 +61,13 @@ def collect(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any], RunR
             except ValueError as err:  # a damaged experiment.json: a row that says so
                 found.append(("", {}, RunRecord(str(path), state="broken", note=f"{RECORD}: {err}")))
                 continue
-            for row in _seed_states(path, record):
+            for row in _seed_states(path, record, states):
                 run = read_run(seed_dir(path, row["seed"]), row["seed"])
-                if run.state not in ("done", "broken"):
+                if run.state not in ("done", "broken") and "state" in row:
                     run.state, run.note = _launch_state(row, run)
                 found.append((str(path), record, run))
-        elif not (path / "config.json").is_file() and (inner := _runs_below(path)):
-            found.extend(collect(inner))  # a folder of run directories or experiments, e.g. runs/
+        elif not (path / CONFIG).is_file() and (inner := _runs_below(path)):
+            found.extend(collect(inner, states))  # a folder of run directories or experiments, e.g. runs/
         else:
             found.append(("", {}, read_run(path)))
     return found
@@ -71,18 +79,18 @@ def _runs_below(folder: Path, depth: int = 3) -> list[Path]:
         return []
     found = []
     for path in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if (path / "config.json").is_file() or (path / RECORD).is_file():
+        if (path / CONFIG).is_file() or (path / RECORD).is_file():
             found.append(path)
         elif depth > 1:
             found.extend(_runs_below(path, depth - 1))
     return found
 
 
-def _seed_states(experiment: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
-    from ista.launch.status import seed_states
-
+def _seed_states(experiment: Path, record: dict[str, Any], states: SeedStates | None) -> list[dict[str, Any]]:
+    if states is None:
+        return [{"seed": s} for s in record["seeds"]]  # the run directories alone say
     try:
-        return seed_states(experiment)
+        return states(experiment)
     except Exception as err:  # Slurm's accounting unreachable, a damaged submitit folder: files only
         return [
             {"seed": s, "state": "unknown", "note": f"{type(err).__name__}: {err}"} for s in record["seeds"]
@@ -223,9 +231,11 @@ def _describe(selection: dict[str, Any]) -> str:
     ).describe()
 
 
-def summarize(paths: list[str | Path], by: str = "experiment") -> list[dict[str, Any]]:
+def summarize(
+    paths: list[str | Path], by: str = "experiment", states: SeedStates | None = None
+) -> list[dict[str, Any]]:
     """Everything the table shows, as plain data (the --json output)."""
-    found = collect(paths)
+    found = collect(paths, states)
     everything = [run for _, _, run in found]
     return [
         {
@@ -259,7 +269,7 @@ def to_json(summary: list[dict[str, Any]] | dict[str, Any]) -> str:
     return json.dumps(summary, indent=2)
 
 
-def choose_genotype(spec: str) -> tuple[str, protocols.Selection | None]:
+def choose_genotype(spec: str, states: SeedStates | None = None) -> tuple[str, protocols.Selection | None]:
     """`best:EXPERIMENT` → the best-of-k genotype of that search experiment (and the selection, to be
     logged); any other genotype spec is passed through."""
     if not spec.startswith("best:"):
@@ -267,14 +277,13 @@ def choose_genotype(spec: str) -> tuple[str, protocols.Selection | None]:
     experiment = Path(spec.removeprefix("best:")).expanduser().resolve()
     if not (experiment / RECORD).is_file():
         raise ValueError(f"--genotype {spec}: {experiment} is not an experiment folder (no {RECORD})")
-    selection = protocols.best_of_k([run for _, _, run in collect([experiment])], experiment)
+    selection = protocols.best_of_k([run for _, _, run in collect([experiment], states)], experiment)
     return selection.genotype, selection
 
 
-def protocol_result(folder: str | Path) -> dict[str, Any] | None:
+def protocol_result(folder: str | Path, states: SeedStates | None = None) -> dict[str, Any] | None:
     """A protocol folder's result in the form of the paper's tables (None for any other folder): test
     error mean ± std (n), params (M), search cost, the selected seed and genotype, and τ for consistency."""
-    from ista.launch.protocol import PROTOCOL_RECORD
     from ista.report.kendall import consistency
 
     path = Path(folder) / PROTOCOL_RECORD
@@ -282,7 +291,7 @@ def protocol_result(folder: str | Path) -> dict[str, Any] | None:
         return None
     record = json.loads(path.read_text())
     name = record["protocol"]
-    runs = {s["name"]: [run for _, _, run in collect([s["experiment"]])] for s in record["stages"]}
+    runs = {s["name"]: [run for _, _, run in collect([s["experiment"]], states)] for s in record["stages"]}
     searches = runs.get("search", [])
     # the evaluations of the ISTA-NAS searches (not those of the DARTS baseline, "darts-eval")
     trainings = [run for stage, found in runs.items() if stage.split("-")[0] == "eval" for run in found]

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ista.sparse.lasso import LAMBDA, SolverError, as_float64, solve_lasso
+from ista.sparse.errors import SolverError
+from ista.sparse.lasso import LAMBDA, as_float64, solve_lasso
 
 
 def recover(

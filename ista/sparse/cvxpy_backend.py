@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ista.sparse.lasso import SolverError
+from ista.sparse.errors import SolverError
 
 TIGHT = {  # settings that make each solver a reference, not an approximation
     "CLARABEL": {"tol_gap_abs": 1e-14, "tol_gap_rel": 1e-14, "tol_feas": 1e-14, "max_iter": 500},

@@ -15,12 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from ista.sparse.errors import SolverError
+
 LAMBDA = 1e-5  # the paper's λ (SUPP §1.2)
 SOLVERS = ("exact", "cvxpy", "mosek")
-
-
-class SolverError(RuntimeError):
-    """A recovery backend that is unavailable or failed."""
 
 
 def solve_lasso(A: Any, b: Any, lam: float = LAMBDA, solver: str = "exact", **options: Any) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import os
 import pickle
 import re
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ista.rundir.atomic import write_bytes
 
 
 def _multiarray() -> ModuleType:
@@ -47,23 +48,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     A job killed mid-write, or a full disk, leaves the previous checkpoint intact (rename is atomic on
     POSIX); a failed write is an error naming the path.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     buffer = io.BytesIO()
     torch.save(state, buffer)  # in memory first: torch's writer turns a failed write into a bare RuntimeError
     try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_bytes(path, buffer.getbuffer(), sync=True)
     except OSError as err:
         raise CheckpointError(
             f"cannot write checkpoint {path}: {err.strerror or err}; the previous checkpoint is intact. "
             "Free space (or raise the quota) and run the same command again to resume"
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import torch
 
 from ista.data.loaders import Batch, BatchLoader
+from ista.distributed.preemption import Interrupted, Stops
 from ista.distributed.runtime import all_reduce_sum
-from ista.train.preemption import Interrupted, Stops
 
 Stats = dict[str, tuple[torch.Tensor, int]]  # name → (sum over the batch, number of items)
 

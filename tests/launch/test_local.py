@@ -6,9 +6,9 @@ import subprocess
 import sys
 import threading
 
-from ista.launch.experiment import slots_dir, waiting_for_slot, write_record
 from ista.launch.status import seed_states
 from ista.launch.submit import cpu_slot
+from ista.rundir.experiment import slots_dir, waiting_for_slot, write_record
 
 # Holds a slot of argv[1] (2 slots) for 1 s; prints when it got it and, still holding it, when it lets go.
 HOLD = """

@@ -114,9 +114,9 @@ except ImportError:
 import numpy as np, onnxruntime, torch
 x = np.load(sys.argv[1] + "/x.npy")
 out = {
-    "onnx": onnxruntime.InferenceSession(sys.argv[1] + "/m.onnx").run(["logits"], {"images": x})[0],
-    "pt2": torch.export.load(sys.argv[1] + "/m.pt2").module()(torch.from_numpy(x)).detach().numpy(),
-    "torchscript": torch.jit.load(sys.argv[1] + "/m.pt")(torch.from_numpy(x)).detach().numpy(),
+    "onnx": onnxruntime.InferenceSession(sys.argv[1] + "/model.onnx").run(["logits"], {"images": x})[0],
+    "pt2": torch.export.load(sys.argv[1] + "/model.pt2").module()(torch.from_numpy(x)).detach().numpy(),
+    "torchscript": torch.jit.load(sys.argv[1] + "/model.pt")(torch.from_numpy(x)).detach().numpy(),
 }
 np.savez(sys.argv[1] + "/out.npz", **out)
 """
@@ -124,9 +124,11 @@ np.savez(sys.argv[1] + "/out.npz", **out)
 
 def test_exports_reproduce_the_logits_in_a_process_without_ista(trained, tmp_path, cli):
     run_dir, _ = trained
-    for fmt, name in (("onnx", "m.onnx"), ("pt2", "m.pt2"), ("torchscript", "m.pt")):
-        code, out, err = cli("export", run_dir, "--format", fmt, "--out", tmp_path / name)
+    code, out, err = cli("export", run_dir, "--format", "onnx", "pt2", "torchscript", "--out", tmp_path)
+    for fmt, name in (("onnx", "model.onnx"), ("pt2", "model.pt2"), ("torchscript", "model.pt")):
         assert code == 0 and f"wrote {tmp_path / name} ({fmt}, input batch×1×8×8" in out, err
+    code, out, err = cli("export", run_dir, "--format", "pt2", "--out", tmp_path / "one.pt2")  # a file
+    assert code == 0 and (tmp_path / "one.pt2").is_file(), err
     card = json.loads((tmp_path / "model.json").read_text())
     assert sorted(card["exports"]) == ["onnx", "pt2", "torchscript"]
     final = json.loads((run_dir / "result.json").read_text())["final"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ista.sparse.lasso import LAMBDA, SolverError, solve_lasso
+from ista.sparse.errors import SolverError
+from ista.sparse.lasso import LAMBDA, solve_lasso
 from ista.sparse.support import top_support
 
 

@@ -28,7 +28,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-LOCK_NAME = "run.lock"
+from ista.rundir.files import LOCK
+
+LOCK_NAME = LOCK
 LEASE_S = 300.0  # a lock from another host whose heartbeat is older than this is taken over
 _ATTEMPTS = 20  # rounds lost to other contenders (each waits 0.05 s for a take-over under way)
 

@@ -1,4 +1,4 @@
-"""What a run directory holds besides checkpoints: config, metrics (JSON lines), genotype, environment."""
+"""What a run writes besides its checkpoint: metrics (JSON lines), the result, its environment, timings."""
 
 from __future__ import annotations
 
@@ -12,25 +12,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-RESULT = "result.json"
-DATA_RECORD = "data.json"  # what the run's data held: `ista.data.datasets.Facts`
-LATENCY = "latency.json"  # what `ista params RUN --latency` measured: `ista.model.latency`
+from ista.rundir.atomic import write_json, write_text
+from ista.rundir.files import LATENCY, RESULT
+
 PACKAGES = ("ista", "torch", "torchvision", "numpy", "scipy", "cvxpy", "mosek", "submitit", "ffcv", "rich")
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Atomic: a reader never sees half a file."""
-    write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no temporary file
 
 
 def write_metrics(path: str | Path, history: list[dict[str, Any]]) -> None:

@@ -11,13 +11,13 @@ import uuid
 
 import pytest
 
-from ista.lock import LOCK_NAME, LockLost, RunDirInUse, RunLock, holder_text
+from ista.rundir.lock import LOCK_NAME, LockLost, RunDirInUse, RunLock, holder_text
 
 # Holds the lock on argv[1] until killed.
 HOLD = """
 import sys, time
 from pathlib import Path
-from ista.lock import RunLock
+from ista.rundir.lock import RunLock
 RunLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(60)
@@ -27,7 +27,7 @@ time.sleep(60)
 CONTEND = """
 import os, sys
 from pathlib import Path
-from ista.lock import RunDirInUse, RunLock
+from ista.rundir.lock import RunDirInUse, RunLock
 print("ready", flush=True)
 sys.stdin.readline()
 try:

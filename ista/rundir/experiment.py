@@ -1,4 +1,5 @@
-"""An experiment folder: one run directory per seed, the launch record, and submitit's own files.
+"""An experiment folder: one run directory per seed, the launch record, and submitit's own files; and a
+protocol folder: its experiments, one per stage, and its plan.
 
 EXPERIMENT/experiment.json    what was launched: preset, overrides, seeds, resources, job ids
 EXPERIMENT/seed-<s>/          the run directory of seed s (config, metrics, checkpoint, genotype)
@@ -7,6 +8,8 @@ EXPERIMENT/submitit/          pickles and logs (a fresh folder per experiment: j
                               on a new cluster, and a reused folder would return an old job's result)
 EXPERIMENT/slots/             the local executor's CPU slots (flock'ed files), and a waiting-seed-<s>
                               file while seed s waits for one
+PROTOCOL/protocol.json        the protocol's plan: its stages, their experiments and job ids
+PROTOCOL/<stage>/             the experiment of each stage
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ista.report.records import write_json
+from ista.rundir.atomic import write_json
 
 RECORD = "experiment.json"
+PROTOCOL_RECORD = "protocol.json"
 
 
 def parse_seeds(text: str) -> list[int]:
