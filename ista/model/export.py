@@ -29,7 +29,7 @@ FORMATS = ("onnx", "pt2", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
 RTOL, ATOL = 1e-4, 1e-4  # float32 logits, as np.allclose; the runtimes order some sums differently
 CARD = "model.json"
-BATCH = torch.export.Dim("batch", min=1, max=4096)  # every export takes any batch size up to this
+MAX_BATCH = 4096  # every export takes any batch size up to this
 Program = Callable[[], torch.export.ExportedProgram]  # the model's `torch.export` program, made once
 
 
@@ -50,7 +50,7 @@ def export(model: FoundModel, outputs: Mapping[str, str | Path]) -> dict[str, An
     with torch.inference_mode():
         expected = model(checked_with).numpy()
     program = functools.cache(
-        lambda: torch.export.export(model, (traced_with,), dynamic_shapes={"images": {0: BATCH}})
+        lambda: torch.export.export(model, (traced_with,), dynamic_shapes={"images": {0: _batch()}})
     )
     exports: dict[str, Any] = {}
     for fmt, out in outputs.items():
@@ -123,6 +123,11 @@ def preprocessing(size: int, stem: str) -> str:
             f"resized to {round(size * 256 / 224)} px on its short side (bilinear), centre {size}×{size} crop"
         )
     return f"{fit}; pixel values / 255, then (x - mean) / std per channel"
+
+
+def _batch() -> Any:
+    """The dynamic batch dimension (made when needed: `torch.export` costs every `ista` start 0.2 s)."""
+    return torch.export.Dim("batch", min=1, max=MAX_BATCH)
 
 
 def _write_onnx(model: FoundModel, example: torch.Tensor, program: Program, path: Path) -> None:
