@@ -69,12 +69,11 @@ def export(model: FoundModel, outputs: Mapping[str, str | Path]) -> dict[str, An
         exports[fmt] = {"file": out.name, "max_abs_difference": difference}
     card = model_card(model, exports)
     for folder in {Path(out).expanduser().parent for out in outputs.values()}:
-        path = folder / CARD
         before = read_json(folder, CARD, {})
-        if (before.get("fingerprint"), before.get("run_dir")) == (card["fingerprint"], card["run_dir"]):
-            # another format of the same model: one card lists them all
-            card["exports"] = {**before.get("exports", {}), **card["exports"]}
-        write_json(path, card)
+        same = (before.get("fingerprint"), before.get("run_dir")) == (card["fingerprint"], card["run_dir"])
+        # another format of the same model exported here before: one card lists them all
+        earlier = before.get("exports", {}) if same else {}
+        write_json(folder / CARD, {**card, "exports": {**earlier, **exports}})
     return card
 
 
