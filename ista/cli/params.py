@@ -17,6 +17,8 @@ from ista.space.counting import count_macs_m, count_params_m, measure
 from ista.space.genotypes import PUBLISHED, load_genotype
 from ista.space.networks import build_eval_network
 
+TIMING = {"device": "cpu", "batch": [1, 64], "amp": "off", "channels_last": "off", "rounds": 10, "warmup": 3}
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(
@@ -56,21 +58,25 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per genotype, one per line")
     t = p.add_argument_group("latency")
     t.add_argument("--latency", action="store_true", help="time the network's forward pass (eval mode)")
-    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to time it (default cpu)")
-    t.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default: 1 64)")
-    t.add_argument("--amp", choices=tuple(AMP), default="off", help="autocast precision (default off)")
+    d = TIMING
+    t.add_argument("--device", choices=("cpu", "cuda"), help=f"where to time it (default {d['device']})")
+    batches = " ".join(map(str, d["batch"]))
+    t.add_argument("--batch", type=int, nargs="+", help=f"batch sizes (default: {batches})")
+    t.add_argument("--amp", choices=tuple(AMP), help=f"autocast precision (default {d['amp']})")
     t.add_argument(
-        "--channels-last", choices=("off", "on"), default="off", help="memory format (default off)"
+        "--channels-last", choices=("off", "on"), help=f"NHWC or not (default {d['channels_last']})"
     )
-    t.add_argument("--rounds", type=int, default=10, help="timed rounds per batch size (default 10)")
-    t.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
+    t.add_argument("--rounds", type=int, help=f"timed rounds per batch size (default {d['rounds']})")
+    t.add_argument("--warmup", type=int, help=f"untimed passes first (default {d['warmup']})")
 
 
 def run(args: argparse.Namespace) -> int:
-    timing = (args.device, args.batch, args.amp, args.channels_last, args.rounds, args.warmup)
-    if not args.latency and timing != ("cpu", [1, 64], "off", "off", 10, 3):
-        raise ValueError("--device, --batch, --amp, --channels-last, --rounds and --warmup time the network: "
-                         "add --latency")  # fmt: skip
+    given = [name for name in TIMING if getattr(args, name) is not None]
+    if given and not args.latency:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"{options} time the network: add --latency")
+    for name, default in TIMING.items():  # unset (None) until here, so that a given one is told apart
+        setattr(args, name, default if getattr(args, name) is None else getattr(args, name))
     declared = DATASETS[args.dataset]
     classes, size = args.classes or declared.num_classes, args.size or declared.size
     genotypes = [g for g in args.genotypes if not is_run_dir(g)]

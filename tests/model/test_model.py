@@ -184,4 +184,6 @@ def test_latency_is_measured_recorded_and_summarised(trained, cli):
     code, out, err = cli("summarize", run_dir)
     assert code == 0 and "ms/batch" in out and f"{timings[0]['median_ms']:.2f} (b=1, cpu)" in out, err
     code, _, err = cli("params", "DARTS_V2", "--batch", "8")
-    assert code == 2 and "add --latency" in err
+    assert code == 2 and "--batch time the network: add --latency" in err
+    code, _, err = cli("params", "DARTS_V2", "--device", "cpu")  # a default's value, given, is refused too
+    assert code == 2 and "--device time the network: add --latency" in err
