@@ -17,7 +17,14 @@ from ista.space.counting import count_macs_m, count_params_m, measure
 from ista.space.genotypes import PUBLISHED, load_genotype
 from ista.space.networks import build_eval_network
 
-TIMING = {"device": "cpu", "batch": [1, 64], "amp": "off", "channels_last": "off", "rounds": 10, "warmup": 3}
+TIMING: dict[str, Any] = {
+    "device": "cpu",
+    "batch": [1, 64],
+    "amp": "off",
+    "channels_last": "off",
+    "rounds": 10,
+    "warmup": 3,
+}
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
