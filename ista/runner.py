@@ -286,16 +286,18 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
         return prepare_run_dir(config, run_dir, resume, data.facts)
 
     has_checkpoint = bool(_on_rank0(claim))
-    torch.use_deterministic_algorithms(config.deterministic)
+    if torch.are_deterministic_algorithms_enabled() != config.deterministic:  # setting it imports inductor
+        torch.use_deterministic_algorithms(config.deterministic)  # (1.6 s a process start on 2 cores)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark and not config.deterministic
+    path = run_dir / CHECKPOINT
+    start_epoch, position, resumed = 0, None, None
+    if has_checkpoint:  # read before the task is built: a damaged or mismatched one fails at once
+        state = load_checkpoint(path)
+        start_epoch, position, rng = resume_point(state, path, rank, world)
     task = build_task(config, data, device)
     torch.manual_seed(config.seed * 1000 + rank)  # drop-path masks differ per rank, as the data do
     history: list[dict[str, Any]] = []
-    start_epoch, position, resumed = 0, None, None
-    path = run_dir / CHECKPOINT
     if has_checkpoint:
-        state = load_checkpoint(path)
-        start_epoch, position, rng = resume_point(state, path, rank, world)
         task.load_state_dict(state["task"])
         _set_rng_state(rng)
         history = state["history"]

@@ -12,6 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# FFCV's pipelines are numba code that every new loader compiles afresh: 3-15 s each on 2 cores, most of
+# the FFCV tests' time. Here they run as the same Python code uncompiled, except in the processes of
+# tests/data/test_ffcv.py::test_two_ranks_read_disjoint_shards..., which compile them as every run does.
+# (Set before anything imports numba, which reads it once; NUMBA_DISABLE_JIT=0 compiles everywhere.)
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+
 
 @pytest.fixture
 def free_port() -> int:

@@ -186,10 +186,13 @@ def test_ista_data_command(tmp_path, write_cifar):
 def read_shards(rank: int, port: int, path: str, out: str) -> None:
     from datetime import timedelta
 
+    import numba
+
     from ista.data.ffcv_loader import FfcvLoader
     from ista.data.loaders import ImageLoader
     from ista.data.sources import load_cifar10
 
+    assert not numba.config.DISABLE_JIT
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=60))
     try:
@@ -227,8 +230,12 @@ def read_shards(rank: int, port: int, path: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-def test_two_ranks_read_disjoint_shards_of_every_image_and_resume_mid_epoch(tmp_path, write_cifar, free_port):
+def test_two_ranks_read_disjoint_shards_of_every_image_and_resume_mid_epoch(
+    tmp_path, write_cifar, free_port, monkeypatch
+):
+    """Also the suite's proof that FFCV's pipelines compile and run as numba code (conftest.py)."""
     write_cifar_beton(tmp_path, write_cifar)
+    monkeypatch.setenv("NUMBA_DISABLE_JIT", "0")  # the spawned ranks import numba afresh
     mp.spawn(read_shards, args=(free_port, str(tmp_path), str(tmp_path)), nprocs=2, join=True)
     for name in ("ffcv", "torch"):
         orders = {}

@@ -2,34 +2,41 @@
 
 import contextlib
 import fcntl
-import subprocess
-import sys
 import threading
 
 from ista.launch.status import seed_states
 from ista.launch.submit import cpu_slot
 from ista.rundir.experiment import slots_dir, waiting_for_slot, write_record
 
-# Holds a slot of argv[1] (2 slots) for 1 s; prints when it got it and, still holding it, when it lets go.
-HOLD = """
-import sys, time
-from pathlib import Path
-from ista.launch.submit import cpu_slot
-with cpu_slot(Path(sys.argv[1]), 2):
-    print(time.time(), flush=True)
-    time.sleep(1)
-    print(time.time(), flush=True)
-"""
+
+def hold_slot(slots, waiting=None):
+    """A task in a thread: holds one of 2 slots of `slots` from when `got` is set until `done` is set.
+    (flock locks belong to open files, so threads contend for them as processes do.)"""
+    got, done = threading.Event(), threading.Event()
+
+    def task():
+        with cpu_slot(slots, 2, waiting):
+            got.set()
+            done.wait(timeout=60)
+
+    thread = threading.Thread(target=task)
+    thread.start()
+    return got, done, thread
 
 
 def test_a_third_task_waits_for_one_of_two_cpu_slots(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-             for _ in range(3)]  # fmt: skip
-    spans = sorted(tuple(map(float, p.communicate(timeout=60)[0].split())) for p in procs)
-    assert all(p.returncode == 0 for p in procs)
-    first_free = min(end for _, end in spans[:2])
-    assert spans[2][0] > first_free, spans  # the third started once one of the first two was done
-    assert spans[1][0] < spans[0][1]  # the first two ran at the same time
+    slots, waiting = tmp_path / "slots", tmp_path / "seed-2.waiting"
+    first, second = hold_slot(slots), hold_slot(slots)
+    assert first[0].wait(timeout=10) and second[0].wait(timeout=10)  # the first two run at the same time
+    third = hold_slot(slots, waiting)
+    while not waiting.exists():  # it looked at both slots, found them taken, and says it waits
+        assert third[2].is_alive()
+    assert not third[0].is_set()
+    first[1].set()  # one task ends: the third takes its slot
+    assert third[0].wait(timeout=10) and not waiting.exists()
+    for _, done, thread in (second, third, first):
+        done.set()
+        thread.join(timeout=10)
 
 
 def test_a_task_waiting_for_a_slot_says_so_in_the_status_table(tmp_path):

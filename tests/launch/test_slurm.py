@@ -22,7 +22,7 @@ PREEMPTED = {
     "search": ["--preset", "demo", "data.subset=256", "batch_size=16"],
     "training": ["--preset", "cifar10-eval", "data.subset=256", "batch_size=32"],
 }
-SMALL = ["network.channels=4", "network.layers=3", "epochs=3", "data.workers=1", "--nodes", "2",
+SMALL = ["network.channels=4", "network.layers=3", "epochs=2", "data.workers=1", "--nodes", "2",
          "--cpus-per-task", "1", "--time", "15"]  # fmt: skip
 RUN = [*PREEMPTED["search"], *SMALL]  # the array's seed 0 is also the USR2 test's uninterrupted search
 

@@ -113,7 +113,7 @@ def test_sigkill_after_a_periodic_step_checkpoint_resumes_exactly(
 
 
 def test_usr2_checkpoints_the_step_a_full_disk_keeps_it_and_the_same_command_resumes(
-    tmp_path, finish, straight_search
+    tmp_path, cli, finish, straight_search
 ):
     run_dir = tmp_path / "run"
     stopped = start(SEARCH, run_dir)
@@ -127,12 +127,17 @@ def test_usr2_checkpoints_the_step_a_full_disk_keeps_it_and_the_same_command_res
     assert "Traceback" not in err
     # A full disk: no file may grow beyond 64 KiB (the checkpoint is bigger). The run stops naming the path
     # and the step checkpoint stays as it was, with no temporary file beside it.
+    # (In this process, which ignores SIGXFSZ as Python does, so a write beyond the limit fails with EFBIG.)
     before = (run_dir / "checkpoint.pt").read_bytes()
-    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))  # noqa: E731
-    full = subprocess.run(command(SEARCH, run_dir), capture_output=True, text=True, preexec_fn=limit)
-    assert full.returncode == 2, full.stderr
-    assert f"cannot write checkpoint {run_dir}/checkpoint.pt: File too large" in full.stderr
-    assert "previous checkpoint is intact" in full.stderr and "Traceback" not in full.stderr
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, hard))
+    try:
+        code, _, err = cli(*SEARCH, "--out", run_dir, "--quiet")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert code == 2, err
+    assert f"cannot write checkpoint {run_dir}/checkpoint.pt: File too large" in err
+    assert "previous checkpoint is intact" in err and "Traceback" not in err
     assert (run_dir / "checkpoint.pt").read_bytes() == before
     assert sorted(p.name for p in run_dir.glob(".*")) == []
     finish(SEARCH, run_dir)
