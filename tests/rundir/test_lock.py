@@ -238,9 +238,9 @@ def test_holder_text():
     assert "unknown" in holder_text({})
 
 
-def test_a_second_search_on_a_held_run_directory_stops_before_writing(tmp_path):
-    """Two real `ista search` runs on one --out: the second, with other settings, is refused and writes
-    nothing; the first finishes as it would have alone."""
+def test_a_second_search_on_a_held_run_directory_stops_before_writing(tmp_path, cli):
+    """Two real `ista search` runs on one --out: the second (in this process), with other settings, is
+    refused and writes nothing; the first finishes as it would have alone."""
     ista = os.path.join(os.path.dirname(sys.executable), "ista")
     args = [ista, "search", "--preset", "demo", "data.subset=128", "network.channels=4", "network.layers=3",
             "epochs=2"]  # fmt: skip
@@ -251,10 +251,10 @@ def test_a_second_search_on_a_held_run_directory_stops_before_writing(tmp_path):
         assert first.poll() is None and time.time() < deadline, first.stderr.read()
         time.sleep(0.05)
     config = (tmp_path / "config.json").read_bytes()
-    second = subprocess.run([*args, "optim.lr=0.05", *out], capture_output=True, text=True, timeout=120)
-    assert second.returncode == 2
+    code, _, err = cli(*args[1:], "optim.lr=0.05", *out)
+    assert code == 2
     holder = f"host {socket.gethostname()}, process {first.pid}, started "
-    assert f"{tmp_path} is in use by another run ({holder}" in second.stderr, second.stderr
+    assert f"{tmp_path} is in use by another run ({holder}" in err, err
     assert (tmp_path / "config.json").read_bytes() == config
     assert first.wait(timeout=300) == 0, first.stderr.read()
     assert (tmp_path / "result.json").exists() and not (tmp_path / LOCK_NAME).exists()
