@@ -22,6 +22,7 @@ from ista.data.loaders import split_indices
 from ista.data.splits import Split, open_data
 from ista.distributed import runtime, sync_bn
 from ista.distributed.preemption import Interrupted, Stops
+from ista.methods import METHODS
 from ista.report.cell_plot import save_genotype_figure
 from ista.report.console import RunProgress
 from ista.rundir import records
@@ -132,12 +133,10 @@ def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngi
 
 
 def build_method(config: RunConfig, facts: Facts, device: torch.device) -> Method:
-    """The method of `config.method` on its network for data holding `facts`, W initialised from the seed
-    (`ista.load_model` builds a run's network this way, without the engine)."""
-    from ista.search.darts import Darts
-    from ista.search.one_stage import OneStage
-    from ista.search.two_stage import TwoStage
-
+    """The method of `config.method` (as `ista.methods` declares it) on its network for data holding
+    `facts`, W initialised from the seed (`ista.load_model` builds a run's network this way, without the
+    engine)."""
+    spec = METHODS[config.method]
     torch.manual_seed(config.seed)  # W's initialisation (and the official draws of b that follow it)
     net, a = config.network, config.arch
     shape: dict[str, Any] = {
@@ -146,25 +145,19 @@ def build_method(config: RunConfig, facts: Facts, device: torch.device) -> Metho
         "auxiliary": net.auxiliary_weight > 0,
     }
     model: torch.nn.Module
-    if config.method == "train":
+    if spec.trains_genotype:
         genotype = load_genotype(config.genotype)
         model = build_eval_network(
             genotype, facts.stem, net.channels, net.layers, onestage=net.onestage, **shape
         )
     else:
-        model = build_search_network(
-            facts.stem, net.channels, net.layers, onestage=config.method == "onestage", **shape
-        )
+        model = build_search_network(facts.stem, net.channels, net.layers, onestage=spec.one_stage, **shape)
     code = None
-    if config.method in ("ista", "onestage"):
-        initial = initial_codes(config.seed, a.draws, one_stage=config.method == "onestage")
+    if spec.sparse_codes:
+        initial = initial_codes(config.seed, a.draws, one_stage=spec.one_stage)
         code = SparseCode(config.seed, device, lam=a.lam, solver=a.solver, draws=a.draws, initial=initial)
     model = (sync_bn.convert if config.sync_bn else (lambda m: m))(model.to(device))
-    if config.method == "train":
-        return Method(config, model)
-    if code is not None:  # ista, onestage
-        return (OneStage if config.method == "onestage" else TwoStage)(config, model, code)
-    return Darts(config, model, device)
+    return spec.method_class().build(config, model, code, device)
 
 
 def run(
@@ -183,7 +176,7 @@ def run(
     """
     run_dir = Path(run_dir)
     files = dict(files or {})
-    if config.method == "train":
+    if METHODS[config.method].trains_genotype:
         if not config.genotype:
             raise ConfigError("method=train needs a genotype (ista train --genotype NAME|FILE|TEXT)")
         from ista.launch.status import seed_states
@@ -271,9 +264,9 @@ def resume_point(state: dict[str, Any], path: Path, rank: int, world: int):
 def _run(config, run_dir, resume, show_progress, files, device, placement, lock, stops) -> RunResult:
     rank, world = runtime.world()
     main = rank == 0
-    single_level = config.method in ("train", "onestage")
+    spec = METHODS[config.method]
     # the data first: bad data is an error before anything is written; data.size resolved, as recorded
-    data, test = open_data(config.data, single_level, device, rank, world)
+    data, test = open_data(config.data, not spec.bilevel, device, rank, world)
     config = replace(config, data=replace(config.data, size=data.facts.size))
     if config.network.auxiliary_weight > 0:
         try:
@@ -331,7 +324,7 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
         records.write_metrics(run_dir / METRICS, history)
         for name, value in files.items():
             write_json(run_dir / name, value)
-        if config.method == "train":
+        if spec.trains_genotype:
             write_json(run_dir / GENOTYPE, load_genotype(config.genotype).to_dict())
         code = getattr(task.method, "code", None)
         if code is not None:  # what the seed drew: A and the initial b
@@ -368,14 +361,11 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
                 scalars.epoch(metrics)
 
     loaders = build_loaders(config, data, test)
-    epochs = config.epochs + (config.onestage.max_search_epochs + 1 if config.method == "onestage" else 0)
-    title = {"train": "training", "onestage": "one-stage search"}.get(
-        config.method, f"{config.method} search"
-    )
+    epochs = task.method.total_epochs()
     if not task.done:
         try:
             record = run_dir / PROGRESS if main else None  # for `ista launch --status --watch`
-            with RunProgress(epochs, title, enabled=show_progress and main, record=record) as progress:
+            with RunProgress(epochs, spec.title, enabled=show_progress and main, record=record) as progress:
                 run_epochs(
                     task,
                     loaders,
@@ -399,6 +389,8 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
     runtime.barrier()
     genotype = Genotype.from_dict(read_json(run_dir, GENOTYPE))
     if main:
-        save_genotype_figure(genotype, run_dir / PICTURE, f"{config.preset}: {title}, seed {config.seed}")
+        save_genotype_figure(
+            genotype, run_dir / PICTURE, f"{config.preset}: {spec.title}, seed {config.seed}"
+        )
         records.write_result(run_dir, genotype.to_text(), history)
     return RunResult(run_dir, genotype, history)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ista.config import PRESETS
+from ista.launch.executors import EXECUTORS
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -31,6 +32,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--wait", action="store_true", help="wait for every seed, then print the status")
     p.add_argument(
         "--status", type=Path, metavar="EXPERIMENT", help="show the state of each seed (or protocol stage)"
+    )
+    p.add_argument(
+        "--cancel",
+        type=Path,
+        metavar="EXPERIMENT",
+        help="stop the seeds of an experiment (or protocol) still queued or running; each running one "
+        "checkpoints the step it finished, and the same launch or protocol resumes it",
     )
     p.add_argument(
         "--watch",
@@ -57,7 +65,7 @@ def add_resource_arguments(p: argparse.ArgumentParser) -> None:
         help="with --container: another host path to bind (the experiment, data.root, data.beton and "
         "$MOSEKLM_LICENSE_FILE are bound already)",
     )
-    p.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm")
+    p.add_argument("--cluster", choices=tuple(EXECUTORS), default="slurm")
 
 
 def minutes(text: str) -> int:
@@ -85,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         rows = status_mod.print_status(args.status)
         return 0 if all(r["state"] != "failed" for r in rows) else 1
+    if args.cancel:
+        for experiment, stopped in status_mod.cancel(args.cancel):
+            print(f"{experiment}: cancelled {len(stopped)} job(s) {' '.join(stopped)}".rstrip())
+        return 0
     if not args.preset:
         raise ValueError("--preset is required (or --status EXPERIMENT)")
     seeds = parse_seeds(args.seeds)
@@ -118,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
 def resources_from(args: argparse.Namespace, config: dict):
     """The Resources of the command line; `config` (one seed's) names the data a container must see."""
-    from ista.launch.submit import Resources, container_binds
+    from ista.launch.executors import Resources
+    from ista.launch.submit import container_binds
 
     if args.bind and not args.container:
         raise ValueError("--bind applies to --container runs only")

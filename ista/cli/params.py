@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ista.data.datasets import DATASETS, stem_for
+from ista.methods import METHODS
 from ista.model.latency import AMP, measure_latency
 from ista.model.load import FoundModel, is_run_dir, load_model, read_run_config
 from ista.rundir.records import record_latency
@@ -146,7 +147,7 @@ def _trained(run_dir: Path) -> tuple[dict[str, Any], FoundModel]:
         "num_classes": len(f.classes),
         "side": f.size,
         "in_channels": f.channels,
-        "onestage": config.method == "onestage" or config.network.onestage,
+        "onestage": METHODS[config.method].one_stage or config.network.onestage,
         "layers": len(model.network.cells),
         "channels": config.network.channels,
         "params_m": round(count_params_m(model.network), 6),

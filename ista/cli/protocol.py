@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ista.cli.launch import add_resource_arguments, resources_from
+from ista.launch.executors import executor
 from ista.launch.protocol import EVAL_PRESET, PROTOCOLS
 
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         seed_configs(stage.preset, list(stage.overrides), list(stage.seeds[:1]))
     first = seed_configs(stages[0].preset, list(stages[0].overrides), seeds[:1])[seeds[0]]
     resources = resources_from(args, first)
-    in_order = args.cluster != "slurm"  # local and debug: each stage after the one before
+    in_order = not executor(args.cluster).schedules  # no scheduler: each stage after the one before
 
     def wait(jobs) -> None:
         for job in jobs:

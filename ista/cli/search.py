@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 
 from ista.config import PRESETS, apply_overrides, config_to_dict, preset
+from ista.methods import METHODS
 
-SEARCH_PRESETS = sorted(name for name, config in PRESETS.items() if config.method != "train")
+SEARCH_PRESETS = sorted(
+    name for name, config in PRESETS.items() if not METHODS[config.method].trains_genotype
+)
 
 
 def add_config_arguments(

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from ista.cli.search import add_config_arguments, print_result, resolve
 from ista.config import PRESETS
+from ista.methods import METHODS
 from ista.rundir.files import SELECTION
 
-TRAIN_PRESETS = sorted(name for name, config in PRESETS.items() if config.method == "train")
+TRAIN_PRESETS = sorted(name for name, config in PRESETS.items() if METHODS[config.method].trains_genotype)
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:

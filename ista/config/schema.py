@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ista.data.datasets import DATASETS
+from ista.methods import METHODS as DECLARED
+from ista.methods import having
 
-METHODS = ("ista", "darts", "onestage", "train")
-BILEVEL = ("ista", "darts")  # an architecture step on a held-out batch, then a W step (Algorithm 1)
-ARCH = ("ista", "darts", "onestage")  # methods that learn an architecture
-SPARSE = ("ista", "onestage")  # methods with sparse codes and recovery
+METHODS = tuple(DECLARED)
+BILEVEL = having("bilevel")  # the held-out half: train_portion, eval_augment
+ARCH = having("learns_architecture")  # the architecture's optimizer
+SPARSE = having("sparse_codes")  # λ, the solver, the draws of A and b
 
 # Bounds a numeric field may declare: name → (test, what the error says).
 BOUNDS: dict[str, tuple[Any, str]] = {

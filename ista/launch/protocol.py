@@ -23,8 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ista.launch.executors import executor
 from ista.launch.status import LIVE_STATES, seed_states
 from ista.launch.submit import Work, launch
+from ista.methods import METHODS
 from ista.rundir.atomic import write_json
 from ista.rundir.experiment import PROTOCOL_RECORD, RECORD, seed_dir
 from ista.rundir.files import GENOTYPE
@@ -58,7 +60,7 @@ def plan(name: str, folder: Path, search_preset: str, seeds: list[int], eval_see
     from ista.config.presets import preset
 
     method = preset(search_preset).method
-    if (name == "one-stage") != (method == "onestage"):
+    if (name == "one-stage") != METHODS[method].one_stage:
         need = "a one-stage preset" if name == "one-stage" else "a two-stage search preset (ista or darts)"
         raise ValueError(f"protocol {name} needs {need}; {search_preset} is method={method}")
     if search_preset not in EVAL_PRESET:
@@ -133,10 +135,10 @@ def submit(
         if (experiment / RECORD).is_file():
             with contextlib.suppress(Exception):  # an unreadable record: submit its seeds again
                 states = {r["seed"]: r for r in seed_states(experiment)}
-        # Only Slurm knows whether an earlier submission still runs; local and debug runs of the protocol
-        # ended with the command that started them (a straggler would meet the run directory's lock).
-        slurm = resources.cluster == "slurm"
-        live_now = {s for s, r in states.items() if slurm and r["state"] in LIVE_STATES}
+        # Only a scheduler knows whether an earlier submission still runs; local and debug runs of the
+        # protocol ended with the command that started them (a straggler would meet the run's lock).
+        scheduled = executor(resources.cluster).schedules
+        live_now = {s for s, r in states.items() if scheduled and r["state"] in LIVE_STATES}
         queued = [states[s]["job"] for s in stage.seeds if s in live_now]
         todo = [s for s in stage.seeds if s not in states or states[s]["state"] != "done"]
         todo = [s for s in todo if states.get(s, {}).get("job") not in queued]
@@ -147,7 +149,7 @@ def submit(
         if todo:
             own = {s: list(stage.per_seed.get(s, ())) for s in todo}
             jobs = launch(experiment, stage.preset, list(stage.overrides), todo, resources, work=work,
-                          per_seed=own, after=after if slurm else ())  # fmt: skip
+                          per_seed=own, after=after if scheduled else ())  # fmt: skip
             submitted += jobs
             if wait is not None:
                 wait(jobs)

@@ -17,26 +17,21 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ista.launch.executors import Executor, executor
 from ista.report.console import duration
 from ista.rundir.experiment import PROTOCOL_RECORD, read_record, seed_dir, waiting_for_slot
 from ista.rundir.files import CHECKPOINT, ENV, PROGRESS, RESULT
 from ista.rundir.read import read_json, read_metrics
 from ista.space.genotypes import Genotype
 
-SLURM_STATES = {
-    "PENDING": "pending", "CONFIGURING": "pending", "RUNNING": "running", "COMPLETING": "running",
-    "REQUEUED": "requeued", "REQUEUE_HOLD": "requeued", "REQUEUE_FED": "requeued", "PREEMPTED": "requeued",
-    "RESIZING": "running", "SUSPENDED": "pending", "FAILED": "failed", "CANCELLED": "failed",
-    "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "BOOT_FAIL": "failed",
-    "DEADLINE": "failed",
-}  # fmt: skip
-
 
 def seed_states(experiment: Path) -> list[dict[str, Any]]:
     experiment = Path(experiment)
     record = read_record(experiment)
     rows = []
-    slurm = _slurm_states(record)
+    backend = executor(record["resources"]["cluster"])
+    scheduler = backend.scheduler_states(list(record["jobs"].values()))
+    folder = Path(record["submitit_folder"]) / "%j"
     for seed in record["seeds"]:
         run_dir = seed_dir(experiment, seed)
         job_id = record["jobs"].get(str(seed), "")
@@ -44,7 +39,7 @@ def seed_states(experiment: Path) -> list[dict[str, Any]]:
         if result := read_json(run_dir, RESULT):
             row.update(state="done", metric=_metric(result["final"]), genotype=result["genotype"])
         else:
-            row.update(_job_state(record, job_id, slurm), metric=None, genotype=None)
+            row.update(_job_state(backend, folder, job_id, scheduler), metric=None, genotype=None)
             if row["state"] == "running" and waiting_for_slot(run_dir).exists():
                 row["state"] = "waiting for a CPU slot"
             elif row["state"] == "pending" and (run_dir / CHECKPOINT).exists():
@@ -70,32 +65,9 @@ def _metric(final: dict[str, Any]) -> str | None:
     return None
 
 
-def _slurm_states(record: dict[str, Any]) -> dict[str, str]:
-    """Slurm's state of each of the record's jobs, from one sacct call made now. submitit's shared watcher
-    would answer a long-lived process (`--watch`) from a cache refreshed at growing intervals, and never
-    again for a job it once saw in a state it does not know as live (REQUEUE_HOLD, CONFIGURING)."""
-    if record["resources"]["cluster"] != "slurm":
-        return {}
-    from submitit.slurm.slurm import SlurmInfoWatcher
-
-    watcher = SlurmInfoWatcher()
-    for job_id in record["jobs"].values():
-        watcher.register_job(job_id)
-    watcher.update()
-    listed = {
-        job_id: watcher.get_info(job_id, mode="cache").get("State") for job_id in record["jobs"].values()
-    }
-    return {job_id: state for job_id, state in listed.items() if state}
-
-
-def _job_state(record: dict[str, Any], job_id: str, slurm: dict[str, str]) -> dict[str, str]:
-    import submitit
-
-    cluster = record["resources"]["cluster"]
-    folder = Path(record["submitit_folder"]) / "%j"
-    job_class: type[submitit.Job] = submitit.SlurmJob if cluster == "slurm" else submitit.LocalJob
+def _job_state(backend: Executor, folder: Path, job_id: str, scheduler: dict[str, str]) -> dict[str, str]:
     try:
-        job = job_class(folder=folder, job_id=job_id)
+        job = backend.job(folder, job_id)
     except Exception as err:  # an unreadable folder must not stop the table
         return {"state": "unknown", "note": f"{type(err).__name__}: {err}"}
     if job.paths.result_pickle.exists():
@@ -106,12 +78,8 @@ def _job_state(record: dict[str, Any], job_id: str, slurm: dict[str, str]) -> di
             return {"state": "failed", "note": "finished without writing its result"}
         lines = [line.strip() for line in str(payload).splitlines() if line.strip()]
         return {"state": "failed", "note": lines[-1][-300:] if lines else "failed"}  # the exception line
-    if cluster != "slurm":
-        return {"state": "running" if job.paths.stdout.exists() else "pending", "note": ""}
-    if job_id not in slurm:  # accounting lists a job a moment after sbatch: one without a log has not started
-        return {"state": "unknown" if job.paths.stdout.exists() else "pending", "note": ""}
-    raw = slurm[job_id].split()[0]
-    return {"state": SLURM_STATES.get(raw, raw.lower()), "note": ""}
+    state = backend.live_state(job, job_id, scheduler)
+    return {"state": state, "note": "ended without writing a result" if state == "failed" else ""}
 
 
 def status_table(experiment: Path) -> Table:
@@ -158,6 +126,18 @@ def experiments(folder: Path) -> list[Path]:
         return [folder]
     stages = json.loads((folder / PROTOCOL_RECORD).read_text())["stages"]
     return [Path(s["experiment"]) for s in stages if (Path(s["experiment"]) / "experiment.json").is_file()]
+
+
+def cancel(folder: Path) -> list[tuple[Path, list[str]]]:
+    """Stops the jobs of the experiment (or of a protocol's stages) still queued or running, through the
+    executor they were submitted to; returns each experiment's stopped jobs."""
+    stopped = []
+    for experiment in experiments(folder):
+        rows = seed_states(experiment)  # unknown: started, and not yet in the scheduler's accounting
+        live = [r["job"] for r in rows if r["job"] and (r["state"] in LIVE_STATES or r["state"] == "unknown")]
+        backend = executor(read_record(experiment)["resources"]["cluster"])
+        stopped.append((experiment, backend.cancel(list(dict.fromkeys(live)))))
+    return stopped
 
 
 def stages_to_come(folder: Path) -> list[str]:

@@ -17,9 +17,9 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,34 +28,22 @@ import submitit
 from ista.config.io import apply_overrides, config_from_dict, config_to_dict
 from ista.config.presets import preset
 from ista.distributed.preemption import Interrupted
+from ista.launch.executors import SIGNAL_DELAY_S, Resources, executor
 from ista.rundir.experiment import RECORD, read_record, seed_dir, slots_dir, waiting_for_slot, write_record
 from ista.rundir.files import RESULT
 
 # what a seed's task runs: `ista.runner.run(config, run_dir, show_progress=False)`
 Work = Callable[..., Any]
-SIGNAL_DELAY_S = 120  # USR2 this long before the kill: time to finish the step and requeue
-
-
-@dataclass(frozen=True)
-class Resources:
-    cluster: str = "slurm"  # slurm | local | debug
-    nodes: int = 1
-    tasks_per_node: int = 1  # processes per node: one per GPU, or CPU ranks
-    gpus_per_node: int = 0
-    cpus_per_task: int = 2
-    time_min: int = 24 * 60
-    partition: str | None = None
-    account: str | None = None
-    container: str | None = None  # an Apptainer/Singularity image each task runs in
-    binds: tuple[str, ...] = ()  # host paths the container sees (data, licence), besides the experiment
 
 
 @contextlib.contextmanager
 def cpu_slot(folder: Path, slots: int, waiting: Path | None = None):
     """Holds one of `slots` CPU slots (flock'ed files, freed when the holder dies): local tasks beyond
     what the machine's CPUs allow wait here, instead of all starting at once and thrashing. The file
-    `waiting` exists while it waits, so that the status table can say so."""
+    `waiting` exists while it waits, so that the status table can say so. A SIGTERM while it waits
+    (`ista launch --cancel`) ends the task, which has not started its run."""
     folder.mkdir(parents=True, exist_ok=True)
+    handler = _end_on_sigterm()
     try:
         while True:
             for k in range(slots):
@@ -64,6 +52,8 @@ def cpu_slot(folder: Path, slots: int, waiting: Path | None = None):
                         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
                         continue
+                    _restore_sigterm(handler)  # from here the run's own handler checkpoints its step
+                    handler = None
                     if waiting:
                         waiting.unlink(missing_ok=True)
                     yield k
@@ -72,8 +62,30 @@ def cpu_slot(folder: Path, slots: int, waiting: Path | None = None):
                 waiting.touch()
             time.sleep(0.2)
     finally:
+        _restore_sigterm(handler)
         if waiting:
             waiting.unlink(missing_ok=True)
+
+
+class Cancelled(RuntimeError):
+    """A local task stopped before its run started (an Exception, so that submitit records it)."""
+
+
+def _cancelled(signum: int, frame: Any) -> None:
+    raise Cancelled("cancelled while waiting for a CPU slot")
+
+
+def _end_on_sigterm() -> Any:
+    """Installs `_cancelled` for SIGTERM in the main thread (submitit's own handler ignores it); returns
+    the handler it replaced, or None where none was replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _cancelled)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class SeedRun(submitit.helpers.Checkpointable):
@@ -149,42 +161,21 @@ def container_binds(config: dict[str, Any], extra: list[str]) -> tuple[str, ...]
 
 def make_executor(
     experiment: Path, resources: Resources, job_name: str, after: tuple[str, ...] = ()
-) -> submitit.AutoExecutor:
-    """`after`: Slurm jobs that must end first (afterany: a failed seed does not hold the rest back)."""
-    r = resources
-    kwargs = (
-        {"slurm_python": _python(experiment, r), "slurm_max_num_timeout": 30} if r.cluster == "slurm" else {}
-    )
-    executor = submitit.AutoExecutor(folder=experiment / "submitit" / "%j", cluster=r.cluster, **kwargs)
-    params: dict[str, Any] = {"name": job_name, "nodes": r.nodes, "tasks_per_node": r.tasks_per_node,
-                              "timeout_min": r.time_min}  # fmt: skip
-    if r.cluster != "debug":
-        params.update(gpus_per_node=r.gpus_per_node, cpus_per_task=r.cpus_per_task)
-    if r.cluster == "slurm":
-        params.update(
-            slurm_signal_delay_s=SIGNAL_DELAY_S, slurm_partition=r.partition, slurm_account=r.account
-        )
-        if after:
-            params["slurm_additional_parameters"] = {"dependency": "afterany:" + ":".join(after)}
-        params = {k: v for k, v in params.items() if v is not None}
-    executor.update_parameters(**params)
-    return executor
+) -> submitit.Executor:
+    """submitit's executor of `resources.cluster` for an array; `after`: jobs that must end first."""
+    backend = executor(resources.cluster)
+    submitter = backend.submitit_executor(experiment / "submitit" / "%j", _python(experiment, resources))
+    submitter.update_parameters(**backend.parameters(resources, job_name, after))
+    return submitter
 
 
 def sbatch_script(experiment: Path, resources: Resources, job_name: str, tasks: int) -> str:
-    """The sbatch script of the array (--dry-run), from submitit's own template; needs no Slurm here."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    r = resources
-    folder = experiment / "submitit" / "%j"
-    python = _python(experiment, r) or shlex.quote(sys.executable)
-    params: dict[str, Any] = {"job_name": job_name, "nodes": r.nodes, "ntasks_per_node": r.tasks_per_node,
-                              "time": r.time_min, "gpus_per_node": r.gpus_per_node or None,
-                              "cpus_per_task": r.cpus_per_task, "signal_delay_s": SIGNAL_DELAY_S,
-                              "partition": r.partition, "account": r.account}  # fmt: skip
-    params = {k: v for k, v in params.items() if v is not None}
-    command = f"{python} -u -m submitit.core._submit {shlex.quote(str(folder))}"
-    return _make_sbatch_string(command=command, folder=folder, map_count=tasks, **params)
+    """The script an array would be submitted with (--dry-run); needs no scheduler here."""
+    python = _python(experiment, resources) or shlex.quote(sys.executable)
+    executor(resources.cluster).check(resources)
+    return executor(resources.cluster).script(
+        experiment / "submitit" / "%j", python, resources, job_name, tasks
+    )
 
 
 def launch(
@@ -205,14 +196,14 @@ def launch(
     Seeds added to an experiment launched before with the same settings join its record (a protocol
     resubmitting its unfinished seeds); other settings replace it."""
     configs = seed_configs(preset_name, overrides, seeds, per_seed)
+    executor(resources.cluster).check(resources)  # both before anything is written
     experiment.mkdir(parents=True, exist_ok=True)
-    executor = make_executor(experiment, resources, f"ista-{preset_name}", after)
-    per_job = resources.cpus_per_task * resources.tasks_per_node
-    slots = max(1, len(os.sched_getaffinity(0)) // per_job) if resources.cluster == "local" else 0
+    submitter = make_executor(experiment, resources, f"ista-{preset_name}", after)
+    slots = executor(resources.cluster).slots(resources)
     runs = [
         SeedRun(work, configs[s], str(seed_dir(experiment, s)), resources.cpus_per_task, slots) for s in seeds
     ]
-    jobs = executor.submit_array(runs)  # one sbatch --array on Slurm
+    jobs = submitter.submit_array(runs)  # one sbatch --array on Slurm
     record = {
         "preset": preset_name,
         "overrides": overrides,

@@ -17,14 +17,13 @@ from torch import nn
 from ista.config.io import config_from_dict
 from ista.config.schema import RunConfig
 from ista.data.datasets import Facts, dataset
+from ista.methods import METHODS
 from ista.rundir.files import CHECKPOINT, DATA, GENOTYPE, RESULT
 from ista.rundir.read import read_config, read_json
 from ista.space.genotypes import Genotype, load_genotype
 from ista.space.networks import Network, build_eval_network
 from ista.train.checkpoint import CheckpointError, load_checkpoint
 from ista.train.step import check_format
-
-MODEL_METHODS = ("train", "onestage")  # runs whose network is a model to use; the searches' is a super-net
 
 
 class FoundModel(nn.Module):
@@ -136,7 +135,7 @@ def _trained(run_dir: Path) -> FoundModel:
     from ista.runner import build_method
 
     config = read_run_config(run_dir)
-    if config.method not in MODEL_METHODS:
+    if not METHODS[config.method].gives_model:
         raise ValueError(
             f"{run_dir} is a search run (method={config.method}): its network is a super-net, not a model. "
             f"Train its genotype (ista train --genotype {run_dir / GENOTYPE}) and load that run"

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from ista.report.runs import SEARCHES, RunRecord
+from ista.report.runs import SEARCHES, TRAININGS, RunRecord
 
 RULE = (
     "the highest super-net held-out accuracy (valid_acc) after the last search epoch, among the finished "
@@ -111,7 +111,7 @@ def evaluations(runs: list[RunRecord]) -> dict[str, list[float]]:
     """Test errors of finished evaluation trainings, by genotype fingerprint."""
     found: dict[str, list[float]] = {}
     for r in runs:
-        if r.method == "train" and r.state == "done" and r.test_err is not None and r.fingerprint:
+        if r.method in TRAININGS and r.state == "done" and r.test_err is not None and r.fingerprint:
             found.setdefault(r.fingerprint, []).append(r.test_err)
     return found
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ista.data.datasets import DATASETS, Facts
+from ista.methods import METHODS, having
 from ista.rundir.files import CONFIG, DATA, ENV, GENOTYPE, LATENCY, RESULT
 from ista.rundir.read import read_json, read_metrics
 from ista.space.counting import measure
 from ista.space.genotypes import Genotype
 
-SEARCHES = ("ista", "darts")  # two-stage: a super-net with a held-out half to select by
+SEARCHES = having("bilevel")  # two-stage: a super-net with a held-out half to select by
+TRAININGS = having("trains_genotype")  # evaluation trainings of a given genotype
 
 
 @dataclass
@@ -86,7 +88,7 @@ def _read(run_dir: Path, r: RunRecord) -> None:
     if env.get("device"):
         gpus = env.get("gpus") or []
         r.device = (gpus[0] if gpus else "cuda") if env["device"].startswith("cuda") else env["device"]
-    cost = [m.get("epoch_s", 0.0) for m in history if r.method == "train" or m.get("phase") != "train"]
+    cost = [m.get("epoch_s", 0.0) for m in history if r.method in TRAININGS or m.get("phase") != "train"]
     r.cost_h = sum(cost) * (r.devices or 1) / 3600 if cost else None
     if timings := read_json(run_dir, LATENCY):
         timed = min(timings, key=lambda m: (m["batch"], m["device"] != "cpu"))
@@ -128,7 +130,8 @@ def _target(config: dict[str, Any], facts: Facts) -> tuple:
     a search, the paper's target network for its data's stem (CIFAR's 20 cells at C=36, ImageNet's 14 at
     C=48), in the one-stage variant for one-stage runs."""
     data = (facts.stem, len(facts.classes), facts.size, facts.channels)
-    if config["method"] == "train":
+    spec = METHODS[config["method"]]
+    if spec.trains_genotype:
         net = config["network"]
         return (*data, bool(net["onestage"]), net["channels"], net["layers"])
-    return (*data, config["method"] == "onestage", None, None)
+    return (*data, spec.one_stage, None, None)

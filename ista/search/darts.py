@@ -15,6 +15,7 @@ from ista.config.schema import RunConfig
 from ista.space.encoding import NODE_OFFSETS
 from ista.space.genotypes import NODES, Genotype
 from ista.space.ops import NUM_OPS, PRIMITIVES
+from ista.sparse.code import SparseCode
 from ista.sparse.measurement import CELL_TYPES
 from ista.train.step import Method, Weights
 
@@ -22,8 +23,11 @@ EDGES = sum(j + 2 for j in range(NODES))  # 14
 
 
 class Darts(Method):
-    bilevel = True
-    eval_prefix = "valid"
+    @classmethod
+    def build(
+        cls, config: RunConfig, model: nn.Module, code: SparseCode | None, device: torch.device
+    ) -> Method:
+        return cls(config, model, device)
 
     def __init__(self, config: RunConfig, model: nn.Module, device: torch.device):
         super().__init__(config, model)

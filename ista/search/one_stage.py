@@ -62,6 +62,10 @@ class OneStage(Method):
         self.code.adopt(self.code.recover())
         self.previous: Z = self.code.z  # z_prev of the termination test: the last epoch's adopted z
 
+    def total_epochs(self) -> int:
+        """The search phase at most (and its one frozen epoch), then `epochs` of training."""
+        return self.config.epochs + self.config.onestage.max_search_epochs + 1
+
     # --- the architecture --------------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
         return self.code.parameters()

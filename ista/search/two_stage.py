@@ -21,9 +21,6 @@ from ista.train.step import Method, Weights
 
 
 class TwoStage(Method):
-    bilevel = True
-    eval_prefix = "valid"
-
     model: Network
 
     def __init__(self, config: RunConfig, model: nn.Module, code: SparseCode):

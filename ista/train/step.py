@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,9 +21,13 @@ from torch import nn
 from ista.config.schema import RunConfig
 from ista.data.loaders import Batch
 from ista.distributed.runtime import all_reduce_sum, any_rank, average_gradients, wrap
+from ista.methods import METHODS
 from ista.train.checkpoint import CheckpointError
 from ista.train.engine import Stats, classification_stats
 from ista.train.schedules import drop_path_at, learning_rate
+
+if TYPE_CHECKING:
+    from ista.sparse.code import SparseCode
 
 Weights = tuple[torch.Tensor, torch.Tensor]  # (normal, reduce) architecture weights, each (98,)
 CHECKPOINT_FORMAT = 2  # the layout of `StepEngine.state_dict`; 1 = ista 0.1's per-method layouts
@@ -50,12 +54,32 @@ class Method:
     """What a method supplies to the engine. This base is evaluation training of a target network
     (method.md §4, §7): W alone learns, with the configured schedule and drop-path ramp."""
 
-    bilevel = False  # True: the architecture learns on a held-out batch before W's step
-    eval_prefix = "test"  # metrics names of `evaluate`: test (test/validation split) or valid (held-out)
-
     def __init__(self, config: RunConfig, model: nn.Module):
         self.config, self.model = config, model
         self.done = False  # set by a method whose length is decided as it runs (the one-stage search)
+
+    @classmethod
+    def build(
+        cls, config: RunConfig, model: nn.Module, code: SparseCode | None, device: torch.device
+    ) -> Method:
+        """The method on its network, and on its SparseCode if it is declared with sparse codes: the one
+        signature through which `ista.runner` builds every declared method."""
+        coded: tuple[SparseCode, ...] = () if code is None else (code,)
+        return cls(config, model, *coded)
+
+    @property
+    def bilevel(self) -> bool:
+        """The architecture learns on a held-out batch before W's step (`ista.methods`)."""
+        return METHODS[self.config.method].bilevel
+
+    @property
+    def eval_prefix(self) -> str:
+        """Metric names of `evaluate`: valid (the held-out half) or test (the test/validation split)."""
+        return "valid" if self.bilevel else "test"
+
+    def total_epochs(self) -> int:
+        """Epochs of the whole run, as the progress line counts them (at most, for the one-stage search)."""
+        return self.config.epochs
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return []

@@ -78,3 +78,12 @@ def test_overrides_may_stand_anywhere_on_the_line(cli):
     assert config["epochs"] == 3 and config["optim"]["lr"] == 0.3
     code, _, err = cli("launch", "--preset", "demo", "--seeds", "0-1", "epochs=2", "--dry-run", "seed=3")
     assert code == 0, err
+
+
+def test_a_resource_the_executor_would_not_use_is_refused(cli, tmp_path):
+    demo = ["launch", "--preset", "demo", "--experiment", tmp_path / "x"]
+    code, _, err = cli(*demo, "--cluster", "local", "--partition", "gpu")
+    assert code == 2 and "--partition applies to --cluster slurm, not --cluster local" in err, err
+    code, _, err = cli(*demo, "--cluster", "debug", "--dry-run")
+    assert code == 2 and "--dry-run shows the sbatch script of --cluster slurm" in err, err
+    assert not (tmp_path / "x").exists()

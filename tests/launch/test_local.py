@@ -2,11 +2,14 @@
 
 import contextlib
 import fcntl
+import os
 import threading
+import time
 
-from ista.launch.status import seed_states
+from ista.launch.status import LIVE_STATES, seed_states
 from ista.launch.submit import cpu_slot
 from ista.rundir.experiment import slots_dir, waiting_for_slot, write_record
+from ista.train.checkpoint import load_checkpoint
 
 
 def hold_slot(slots, waiting=None):
@@ -42,10 +45,10 @@ def test_a_third_task_waits_for_one_of_two_cpu_slots(tmp_path):
 def test_a_task_waiting_for_a_slot_says_so_in_the_status_table(tmp_path):
     experiment = tmp_path / "experiment"
     run_dir, slots = experiment / "seed-0", slots_dir(experiment)
-    submitit = experiment / "submitit"
-    (submitit / "4242").mkdir(parents=True)
-    (submitit / "4242" / "4242_0_log.out").touch()  # a local job that has started: its log exists
-    record = {"preset": "demo", "seeds": [0], "jobs": {"0": "4242"}, "resources": {"cluster": "local"}}
+    submitit, job = experiment / "submitit", str(os.getpid())  # a live process as the job's controller
+    (submitit / job).mkdir(parents=True)
+    (submitit / job / f"{job}_0_log.out").touch()  # a local job that has started: its log exists
+    record = {"preset": "demo", "seeds": [0], "jobs": {"0": job}, "resources": {"cluster": "local"}}
     write_record(experiment, {**record, "submitit_folder": str(submitit)})
     got = threading.Event()
 
@@ -65,3 +68,31 @@ def test_a_task_waiting_for_a_slot_says_so_in_the_status_table(tmp_path):
     waiter.join(timeout=10)
     assert got.is_set() and not waiting_for_slot(run_dir).exists()
     assert seed_states(experiment)[0]["state"] == "running"
+
+
+def test_cancel_stops_a_running_seed_at_its_step_and_a_waiting_one_before_it_starts(tmp_path, cli):
+    """`ista launch --cancel` on two local seeds with one CPU slot: the running one checkpoints the step
+    it finished (SIGTERM, as Slurm's scancel sends it), the waiting one ends without running."""
+    experiment = tmp_path / "experiment"
+    search = ["--preset", "demo", "data.subset=256", "network.channels=4", "network.layers=3", "epochs=20",
+              "data.workers=1", "--seeds", "0-1", "--cluster", "local",
+              "--experiment", experiment]  # fmt: skip
+    whole_machine = str(len(os.sched_getaffinity(0)))  # one job at a time
+    code, _, err = cli("launch", *search, "--cpus-per-task", whole_machine)
+    assert code == 0, err
+    deadline = time.time() + 120
+    while not (experiment / "seed-0" / "checkpoint.pt").exists():  # epoch 0 done: in epoch 1's steps
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert [r["state"] for r in seed_states(experiment)] == ["running", "waiting for a CPU slot"]
+    code, out, err = cli("launch", "--cancel", experiment)
+    assert code == 0 and f"{experiment}: cancelled 2 job(s)" in out, out + err
+    rows = seed_states(experiment)
+    while any(r["state"] in LIVE_STATES for r in rows):
+        assert time.time() < deadline, rows
+        time.sleep(0.2)
+        rows = seed_states(experiment)
+    assert rows[0]["state"] == "failed" and "stopped by SIGTERM at epoch 1, step" in rows[0]["note"], rows
+    assert load_checkpoint(experiment / "seed-0" / "checkpoint.pt")["position"]["epoch"] == 1
+    assert rows[1]["state"] == "failed" and "cancelled while waiting for a CPU slot" in rows[1]["note"], rows
+    assert not (experiment / "seed-1" / "config.json").exists()  # it never started

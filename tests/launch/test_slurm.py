@@ -247,3 +247,20 @@ def test_protocols_are_one_submission_each_and_end_with_their_table(tmp_path, cl
     assert summary["test_error"]["n"] == 2  # both evaluation seeds trained seed 0's genotype
     _, table, _ = cli("summarize", tau)
     assert "Kendall τ (ista)" in table and "over 2 searches" in table, table
+
+
+def test_cancel_ends_a_submitted_array(tmp_path, launch, cli):
+    experiment = tmp_path / "cancelled"
+    one = ["--nodes", "1", "--cpus-per-task", "1", "--time", "15", "--seeds", "0", "--experiment", experiment]
+    done = launch(*PREEMPTED["search"], *SMALL[:4], *map(str, one))
+    assert done.returncode == 0, done.stderr
+    job = json.loads((experiment / "experiment.json").read_text())["jobs"]["0"]
+    code, out, err = cli("launch", "--cancel", experiment)
+    assert code == 0 and f"{experiment}: cancelled 1 job(s) {job}" in out, out + err
+    deadline = time.time() + 120
+    while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
+        assert time.time() < deadline, job_info(job)
+        time.sleep(0.5)
+    while "failed" not in (table := cli("launch", "--status", experiment)[1]):  # accounting may lag
+        assert time.time() < deadline, table
+        time.sleep(0.5)
