@@ -46,7 +46,7 @@ from ista.space.genotypes import Genotype, load_genotype
 from ista.space.networks import build_eval_network, build_search_network, check_auxiliary
 from ista.sparse.code import SparseCode
 from ista.sparse.measurement import initial_codes
-from ista.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ista.train.checkpoint import load_checkpoint, resume_point, rng_state, save_checkpoint, set_rng_state
 from ista.train.engine import Loaders, run_epochs
 from ista.train.step import Method, StepEngine
 
@@ -56,14 +56,6 @@ class RunResult:
     run_dir: Path
     genotype: Genotype
     history: list[dict[str, Any]]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
-    return torch.device(name)
 
 
 def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, facts: Facts | None = None) -> bool:
@@ -196,7 +188,7 @@ def run(
     if config.deterministic:  # cuBLAS is deterministic only with this, read when its first handle is made
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     placement = runtime.detect()
-    device = runtime.start(placement, resolve_device(config.device).type, config.timeout_s)
+    device = runtime.start(placement, runtime.resolve_device(config.device).type, config.timeout_s)
     lock = RunLock(run_dir) if runtime.world()[0] == 0 else None
     try:
         with Stops(config.checkpoint_every_s) as stops:
@@ -211,57 +203,17 @@ def run(
             lock.release()
 
 
-def _on_rank0(work):
-    """`work()` on rank 0 and its value on every rank; its error stops the other ranks too."""
-    value, error = None, None
-    if runtime.world()[0] == 0:
-        try:
-            value = work()
-        except Exception as err:
-            error = err
-    message = None if error is None else f"{type(error).__name__}: {error}"
-    value, message = runtime.broadcast_object((value, message))
-    if error is not None:
-        raise error
-    if message is not None:
-        raise ConfigError(f"rank 0 stopped the run: {message}")
-    return value
-
-
-def _rng_state() -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def resume_point(state: dict[str, Any], path: Path, rank: int, world: int):
-    """(epoch to start, this rank's position inside it or None, this rank's RNG state) of a checkpoint.
-
-    A step checkpoint holds every rank's position (its data shard, augmentation generators and running
-    sums), so only as many ranks as wrote it can finish that epoch; at an epoch boundary any number can go
-    on (each rank then takes rank 0's RNG state if the count changed)."""
-    rngs = state["rng"] if "rng" in state else [{"cpu": r} for r in state["torch_rng"]]  # previous release
-    at = state.get("position")
-    if at is None:
-        return state["epoch"] + 1, None, rngs[rank] if len(rngs) == world else rngs[0]
-    if at["world_size"] != world:
-        raise CheckpointError(
-            f"{path} was written in the middle of epoch {at['epoch']} (after step {at['step']}) by "
-            f"{at['world_size']} ranks, and this run has {world}: each rank's data shard and random state "
-            f"are in it, so resume with {at['world_size']} ranks (e.g. the same --nodes and "
-            "--tasks-per-node); other counts can take over at an epoch boundary"
-        )
-    return at["epoch"], at["ranks"][rank], rngs[rank]
-
-
-def _run(config, run_dir, resume, show_progress, files, device, placement, lock, stops) -> RunResult:
+def _run(
+    config: RunConfig,
+    run_dir: Path,
+    resume: bool,
+    show_progress: bool,
+    files: dict[str, Any],
+    device: torch.device,
+    placement: runtime.Placement,
+    lock: RunLock | None,
+    stops: Stops,
+) -> RunResult:
     rank, world = runtime.world()
     main = rank == 0
     spec = METHODS[config.method]
@@ -275,10 +227,11 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
             raise ConfigError(str(err)) from None
 
     def claim() -> bool:  # before anything is written: a held directory is an error naming its holder
+        assert lock is not None  # rank 0's, which alone runs this
         lock.acquire()
         return prepare_run_dir(config, run_dir, resume, data.facts)
 
-    has_checkpoint = bool(_on_rank0(claim))
+    has_checkpoint = bool(runtime.on_rank0(claim))
     if torch.are_deterministic_algorithms_enabled() != config.deterministic:  # setting it imports inductor
         torch.use_deterministic_algorithms(config.deterministic)  # (1.6 s a process start on 2 cores)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark and not config.deterministic
@@ -292,7 +245,7 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
     history: list[dict[str, Any]] = []
     if has_checkpoint:
         task.load_state_dict(state["task"])
-        _set_rng_state(rng)
+        set_rng_state(rng)
         history = state["history"]
         resumed = {"epoch": start_epoch, "step": position["step"] if position else 0}
         written_amp = state["task"].get("amp", str(task.dtype))
@@ -332,7 +285,7 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
 
     def save(epoch: int, position: dict[str, Any] | None = None) -> None:
         """Every rank's RNG (and position) gathered; rank 0 writes the checkpoint."""
-        mine = {"rng": _rng_state(), "position": position}
+        mine = {"rng": rng_state(), "position": position}
         ranks = runtime.gather_objects(mine)
         if not main:
             return
@@ -341,6 +294,7 @@ def _run(config, run_dir, resume, show_progress, files, device, placement, lock,
         if position is not None:  # a step checkpoint: `epoch` is the last finished one
             state["position"] = {"epoch": position["epoch"], "step": position["step"], "world_size": world,
                                  "ranks": [r["position"] for r in ranks]}  # fmt: skip
+        assert lock is not None  # rank 0 writes
         lock.check()  # a run that lost its directory to another never overwrites that run's files
         save_checkpoint(state, path)
 

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -26,7 +27,7 @@ Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None 
 class Interrupted(Exception):
     """The run stopped on a signal after writing a checkpoint of the step it had finished."""
 
-    checkpoint = None  # its path, set by the runner
+    checkpoint: Path | None = None  # its path, set by the runner
 
     def __init__(self, signum: int, epoch: int, step: int):
         self.signum, self.epoch, self.step = signum, epoch, step

@@ -14,13 +14,15 @@ import os
 import re
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -266,3 +268,33 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     device = next(model.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`device=auto|cpu|cuda` as a torch device: auto is a GPU when one is visible."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+class StoppedByRank0(ValueError):
+    """The other ranks' side of an error rank 0 met in `on_rank0` (its type and message)."""
+
+
+def on_rank0(work: Callable[[], T]) -> T:
+    """`work()` on rank 0 and its value on every rank; its error stops the other ranks too."""
+    value, error = None, None
+    if world()[0] == 0:
+        try:
+            value = work()
+        except Exception as err:
+            error = err
+    message = None if error is None else f"{type(error).__name__}: {error}"
+    value, message = broadcast_object((value, message))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise StoppedByRank0(f"rank 0 stopped the run: {message}")
+    return value

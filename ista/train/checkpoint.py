@@ -88,3 +88,37 @@ def damaged(path: Path, kind: str, detail) -> CheckpointError:
         f"cannot read checkpoint {path} ({kind}: {detail}); it is damaged or not an ista checkpoint. Move it "
         "away to restart the run from scratch."
     )
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's random state (CPU, and the current GPU's once CUDA is in use), for a checkpoint."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def resume_point(state: dict[str, Any], path: Path, rank: int, world: int):
+    """(epoch to start, this rank's position inside it or None, this rank's RNG state) of a checkpoint.
+
+    A step checkpoint holds every rank's position (its data shard, augmentation generators and running
+    sums), so only as many ranks as wrote it can finish that epoch; at an epoch boundary any number can go
+    on (each rank then takes rank 0's RNG state if the count changed)."""
+    rngs = state["rng"] if "rng" in state else [{"cpu": r} for r in state["torch_rng"]]  # previous release
+    at = state.get("position")
+    if at is None:
+        return state["epoch"] + 1, None, rngs[rank] if len(rngs) == world else rngs[0]
+    if at["world_size"] != world:
+        raise CheckpointError(
+            f"{path} was written in the middle of epoch {at['epoch']} (after step {at['step']}) by "
+            f"{at['world_size']} ranks, and this run has {world}: each rank's data shard and random state "
+            f"are in it, so resume with {at['world_size']} ranks (e.g. the same --nodes and "
+            "--tasks-per-node); other counts can take over at an epoch boundary"
+        )
+    return at["epoch"], at["ranks"][rank], rngs[rank]

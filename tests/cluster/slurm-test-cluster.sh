@@ -146,8 +146,8 @@ JobAcctGatherType=jobacct_gather/none
 $ACCTCONF
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
-# Schedule every 2 s, not every 60 (the default): a requeued job the test releases starts at once.
-SchedulerParameters=sched_interval=2,bf_interval=2
+# Schedule every second, not every 60 (the default): a requeued job the test releases starts at once.
+SchedulerParameters=sched_interval=1,bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2

@@ -74,7 +74,7 @@ def runs(tmp_path_factory, ista):
     unchosen = ({0, 2} - {chosen}).pop()  # the other finished search, so that both are evaluated
     other = evaluate(search / f"seed-{unchosen}", f"ista-seed-{unchosen}")
     darts = root / "darts"  # the baseline of the consistency study, each search's genotype evaluated
-    digits = ["data.dataset=digits", "data.augment=false", "data.subset=256", "epochs=1", *TINY]
+    digits = ["data.dataset=digits", "data.augment=false", "data.subset=128", "epochs=1", *TINY]
     at_once = ["--seeds", "0-1", "--cluster", "debug", "--experiment", darts, "--wait"]
     ista("launch", "--preset", "cifar10-darts", *digits, *at_once)
     for seed in (0, 1):
