@@ -50,7 +50,8 @@ class Executor:
         """A resource this executor would not use is an error, not silently dropped."""
         for name in ("partition", "account", "container"):
             if getattr(resources, name) is not None and name not in self.honours:
-                raise ValueError(f"--{name} applies to --cluster slurm, not --cluster {self.name}")
+                where = " or ".join(f"--cluster {e.name}" for e in EXECUTORS.values() if name in e.honours)
+                raise ValueError(f"--{name} applies to {where}, not --cluster {self.name}")
 
     def submitit_executor(self, folder: Path, python: str | None) -> submitit.Executor:
         """`python`: the command a Slurm task starts Python with (a container's), None for this one."""
@@ -102,9 +103,6 @@ class Slurm(Executor):
         "FAILED": "failed", "CANCELLED": "failed", "TIMEOUT": "failed", "NODE_FAIL": "failed",
         "OUT_OF_MEMORY": "failed", "BOOT_FAIL": "failed", "DEADLINE": "failed",
     }  # fmt: skip
-
-    def check(self, resources: Resources) -> None:
-        pass  # every resource is Slurm's
 
     def submitit_executor(self, folder: Path, python: str | None) -> submitit.Executor:
         return submitit.AutoExecutor(

@@ -53,7 +53,7 @@ def cpu_slot(folder: Path, slots: int, waiting: Path | None = None):
                     except BlockingIOError:
                         continue
                     _restore_sigterm(handler)  # from here the run's own handler checkpoints its step
-                    handler = None
+                    handler = _UNCHANGED
                     if waiting:
                         waiting.unlink(missing_ok=True)
                     yield k
@@ -75,17 +75,20 @@ def _cancelled(signum: int, frame: Any) -> None:
     raise Cancelled("cancelled while waiting for a CPU slot")
 
 
+_UNCHANGED = object()  # no handler was replaced (outside the main thread none can be installed)
+
+
 def _end_on_sigterm() -> Any:
     """Installs `_cancelled` for SIGTERM in the main thread (submitit's own handler ignores it); returns
-    the handler it replaced, or None where none was replaced."""
+    the handler it replaced (None: one not installed from Python), or _UNCHANGED."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return _UNCHANGED
     return signal.signal(signal.SIGTERM, _cancelled)
 
 
 def _restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    if previous is not _UNCHANGED:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 class SeedRun(submitit.helpers.Checkpointable):
@@ -172,10 +175,9 @@ def make_executor(
 def sbatch_script(experiment: Path, resources: Resources, job_name: str, tasks: int) -> str:
     """The script an array would be submitted with (--dry-run); needs no scheduler here."""
     python = _python(experiment, resources) or shlex.quote(sys.executable)
-    executor(resources.cluster).check(resources)
-    return executor(resources.cluster).script(
-        experiment / "submitit" / "%j", python, resources, job_name, tasks
-    )
+    backend = executor(resources.cluster)
+    backend.check(resources)
+    return backend.script(experiment / "submitit" / "%j", python, resources, job_name, tasks)
 
 
 def launch(
