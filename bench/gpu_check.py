@@ -305,7 +305,8 @@ def _tiny_task(device: str, *more: str):
     from ista.config import apply_overrides, preset
     from ista.data.sources import CIFAR10_MEAN, CIFAR10_STD, ImageSet
     from ista.data.splits import memory_split
-    from ista.runner import build_loaders, build_task
+    from ista.runner import build_task
+    from ista.train.engine import build_loaders
 
     config = apply_overrides(preset("cifar10-two-stage"), [*TINY, *more])
     g = torch.Generator().manual_seed(0)

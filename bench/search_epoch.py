@@ -18,8 +18,8 @@ from ista.config import apply_overrides, preset
 from ista.data.sources import CIFAR10_MEAN, CIFAR10_STD, ImageSet
 from ista.data.splits import memory_split
 from ista.report.console import RunProgress
-from ista.runner import build_loaders, build_task
-from ista.train.engine import run_epochs
+from ista.runner import build_task
+from ista.train.engine import build_loaders, run_epochs
 
 
 def main() -> None:

@@ -5,20 +5,18 @@ directory's lock (`ista.rundir.lock`), with step checkpoints on preemption signa
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ista.config.io import ConfigError, config_from_dict, config_to_dict, flatten_config
+from ista.config.io import ConfigError
 from ista.config.schema import RunConfig
 from ista.data.datasets import Facts
-from ista.data.loaders import split_indices
 from ista.data.splits import Split, open_data
 from ista.distributed import runtime, sync_bn
 from ista.distributed.preemption import Interrupted, Stops
@@ -26,17 +24,10 @@ from ista.methods import METHODS
 from ista.report.cell_plot import save_genotype_figure
 from ista.report.console import RunProgress
 from ista.rundir import records
-from ista.rundir.atomic import write_json
 from ista.rundir.files import (
     CHECKPOINT,
-    CONFIG,
-    DATA,
-    DRAWS,
-    ENV,
     GENOTYPE,
-    METRICS,
     PICTURE,
-    PROGRESS,
     SELECTION,
     TENSORBOARD,
 )
@@ -46,8 +37,9 @@ from ista.space.genotypes import Genotype, load_genotype
 from ista.space.networks import build_eval_network, build_search_network, check_auxiliary
 from ista.sparse.code import SparseCode
 from ista.sparse.measurement import initial_codes
-from ista.train.checkpoint import load_checkpoint, resume_point, rng_state, save_checkpoint, set_rng_state
-from ista.train.engine import Loaders, run_epochs
+from ista.train.checkpoint import load_checkpoint, resume_point, set_rng_state
+from ista.train.engine import build_loaders, run_epochs
+from ista.train.recorder import Recorder, claim
 from ista.train.step import Method, StepEngine
 
 
@@ -56,67 +48,6 @@ class RunResult:
     run_dir: Path
     genotype: Genotype
     history: list[dict[str, Any]]
-
-
-def prepare_run_dir(config: RunConfig, run_dir: Path, resume: bool, facts: Facts | None = None) -> bool:
-    """Creates the run directory or checks it holds the same run (the same settings and, given `facts`, the
-    same data); True if there is a checkpoint to resume."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved_path = run_dir / CONFIG
-    has_checkpoint = (run_dir / CHECKPOINT).exists()
-    if resume and not has_checkpoint:
-        raise ConfigError(f"--resume: no {CHECKPOINT} in {run_dir}")
-    if saved_path.exists() and has_checkpoint:
-        saved = config_from_dict(json.loads(saved_path.read_text()))
-        if not saved.data.size:  # written before data.size was recorded
-            saved = replace(saved, data=replace(saved.data, size=config.data.size))
-        if saved != config:
-            new, old = flatten_config(config), flatten_config(saved)
-            diff = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in new if new[k] != old[k])
-            raise ConfigError(
-                f"{run_dir} holds a run with other settings ({diff}); use another --out to start anew"
-            )
-        data_path = run_dir / DATA
-        if facts is not None and data_path.exists():
-            before, now = json.loads(data_path.read_text()), json.loads(json.dumps(facts.to_dict()))
-            if changed := [k for k in now if not _same(before.get(k), now[k])]:
-                raise ConfigError(
-                    f"{run_dir} was trained on other data: its {', '.join(changed)} differ from what "
-                    f"{config.data.root or config.data.beton or config.data.dataset} holds now (see "
-                    f"{data_path}); use another --out to start anew"
-                )
-    write_json(saved_path, config_to_dict(config))
-    return has_checkpoint
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal, floats to a relative 1e-6 (sums over the data may differ in their last bits elsewhere)."""
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(map(_same, a, b))
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-6)
-    return a == b
-
-
-def build_loaders(config: RunConfig, data: Split, test: Split | None = None) -> Loaders:
-    """Two-stage searches: W trains on the first part of the split, b on the rest, which is also the
-    evaluation set (§3.2). Single-level runs: the whole training split, evaluated on `test`."""
-    batch, d = config.batch_size, config.data
-    train: dict[str, Any] = {"augment": d.augment, "cutout": d.cutout, "jitter": d.jitter}
-    if test is not None:
-        return Loaders(
-            train=data.loader(torch.arange(data.size), batch, **train),
-            evaluate=test.loader(torch.arange(test.size), batch, augment=False, shuffle=False, stream=2),
-        )
-    train_idx, held_idx = split_indices(data.size, d.train_portion)
-    return Loaders(
-        train=data.loader(train_idx, batch, **train, stream=0),
-        held_out=data.loader(held_idx, batch, **train, stream=1),
-        # the official code evaluates on its augmented held-out queue (data.eval_augment=true)
-        evaluate=data.loader(
-            held_idx, batch, **(train if d.eval_augment else {"augment": False}), shuffle=False, stream=2
-        ),
-    )
 
 
 def build_task(config: RunConfig, data: Split, device: torch.device) -> StepEngine:
@@ -171,11 +102,10 @@ def run(
     if METHODS[config.method].trains_genotype:
         if not config.genotype:
             raise ConfigError("method=train needs a genotype (ista train --genotype NAME|FILE|TEXT)")
-        from ista.launch.status import seed_states
-        from ista.report.summary import choose_genotype
+        from ista.selection import choose_genotype
 
         # `best:SEARCH_EXPERIMENT` (a protocol's evaluation stage) is chosen now, from the results on disk
-        genotype, selection = choose_genotype(config.genotype, seed_states)
+        genotype, selection = choose_genotype(config.genotype)
         if selection:
             config = replace(config, genotype=genotype)
             files[SELECTION] = selection.to_dict()
@@ -226,12 +156,8 @@ def _run(
         except ValueError as err:
             raise ConfigError(str(err)) from None
 
-    def claim() -> bool:  # before anything is written: a held directory is an error naming its holder
-        assert lock is not None  # rank 0's, which alone runs this
-        lock.acquire()
-        return prepare_run_dir(config, run_dir, resume, data.facts)
-
-    has_checkpoint = bool(runtime.on_rank0(claim))
+    # before anything is written: a held directory is an error naming its holder
+    has_checkpoint = bool(runtime.on_rank0(partial(_claim, lock, config, run_dir, resume, data.facts)))
     if torch.are_deterministic_algorithms_enabled() != config.deterministic:  # setting it imports inductor
         torch.use_deterministic_algorithms(config.deterministic)  # (1.6 s a process start on 2 cores)
     torch.backends.cudnn.benchmark = config.cudnn_benchmark and not config.deterministic
@@ -271,55 +197,20 @@ def _run(
         "amp_before_resume": resumed and resumed.get("amp"),  # set when amp=auto resolved differently
         "lock_taken_over_from": lock and lock.took_over,  # a dead run's lock this run took over
     }
-    if main:
-        write_json(run_dir / ENV, records.environment(run_facts))
-        write_json(run_dir / DATA, data.facts.to_dict())
-        records.write_metrics(run_dir / METRICS, history)
-        for name, value in files.items():
-            write_json(run_dir / name, value)
-        if spec.trains_genotype:
-            write_json(run_dir / GENOTYPE, load_genotype(config.genotype).to_dict())
-        code = getattr(task.method, "code", None)
-        if code is not None:  # what the seed drew: A and the initial b
-            write_json(run_dir / DRAWS, code.drawn())
-
-    def save(epoch: int, position: dict[str, Any] | None = None) -> None:
-        """Every rank's RNG (and position) gathered; rank 0 writes the checkpoint."""
-        mine = {"rng": rng_state(), "position": position}
-        ranks = runtime.gather_objects(mine)
-        if not main:
-            return
-        rngs = [r["rng"] for r in ranks]
-        state = {"epoch": epoch, "task": task.state_dict(), "history": history, "rng": rngs}
-        if position is not None:  # a step checkpoint: `epoch` is the last finished one
-            state["position"] = {"epoch": position["epoch"], "step": position["step"], "world_size": world,
-                                 "ranks": [r["position"] for r in ranks]}  # fmt: skip
-        assert lock is not None  # rank 0 writes
-        lock.check()  # a run that lost its directory to another never overwrites that run's files
-        save_checkpoint(state, path)
-
     scalars = None
     if main and config.log.tensorboard:
         from ista.report.tensorboard import EpochScalars
 
         scalars = EpochScalars(run_dir / TENSORBOARD)  # one event folder per run; a resume appends
-
-    def on_epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
-        history.append(metrics)
-        save(epoch)  # first the checkpoint, then what it vouches for
-        if main:
-            records.write_metrics(run_dir / METRICS, history)
-            if "genotype" in metrics:
-                write_json(run_dir / GENOTYPE, metrics["genotype"])
-            if scalars is not None:
-                scalars.epoch(metrics)
-
+    recorder = Recorder(run_dir, task, history, lock, scalars)
+    trained = load_genotype(config.genotype).to_dict() if spec.trains_genotype else None
+    recorder.start(run_facts, data.facts, files, trained)
     loaders = build_loaders(config, data, test)
     epochs = task.method.total_epochs()
     if not task.done:
         try:
-            record = run_dir / PROGRESS if main else None  # for `ista launch --status --watch`
-            with RunProgress(epochs, spec.title, enabled=show_progress and main, record=record) as progress:
+            shown, record = show_progress and main, run_dir if main else None
+            with RunProgress(epochs, spec.title, enabled=shown, run_dir=record) as progress:
                 run_epochs(
                     task,
                     loaders,
@@ -327,10 +218,10 @@ def _run(
                     start_epoch=start_epoch,
                     epochs=epochs,
                     eval_every=config.eval_every,
-                    on_epoch_end=on_epoch_end,
+                    on_epoch_end=recorder.epoch_end,
                     progress=progress,
                     stops=stops,
-                    on_step_checkpoint=lambda epoch, where: save(epoch - 1, where),
+                    on_step_checkpoint=recorder.step_checkpoint,
                     position=position,
                 )
         except Interrupted as stop:
@@ -348,3 +239,10 @@ def _run(
         )
         records.write_result(run_dir, genotype.to_text(), history)
     return RunResult(run_dir, genotype, history)
+
+
+def _claim(lock: RunLock | None, config: RunConfig, run_dir: Path, resume: bool, facts: Facts) -> bool:
+    """Rank 0's: the directory's lock, then the claim (`ista.train.recorder.claim`)."""
+    assert lock is not None
+    lock.acquire()
+    return claim(config, run_dir, resume, facts)

@@ -102,10 +102,9 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     selection = None
     if args.genotype:
-        from ista.launch.status import seed_states
-        from ista.report.summary import choose_genotype
+        from ista.selection import choose_genotype
 
-        genotype, selection = choose_genotype(args.genotype, seed_states)
+        genotype, selection = choose_genotype(args.genotype)
         args.overrides = [*args.overrides, f"genotype={genotype}"]
         if selection:
             print(f"genotype: {selection.describe()}")

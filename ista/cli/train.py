@@ -36,10 +36,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ista.launch.status import seed_states
-    from ista.report.summary import choose_genotype
+    from ista.selection import choose_genotype
 
-    genotype, selection = choose_genotype(args.genotype, seed_states)
+    genotype, selection = choose_genotype(args.genotype)
     if selection:
         print(f"genotype: {selection.describe()}")
     extra = (f"genotype={genotype}", *(["network.onestage=true"] if args.onestage else []))

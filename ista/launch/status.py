@@ -20,7 +20,8 @@ from rich.table import Table
 from ista.launch.executors import Executor, executor
 from ista.report.console import duration
 from ista.rundir.experiment import PROTOCOL_RECORD, read_record, seed_dir, waiting_for_slot
-from ista.rundir.files import CHECKPOINT, ENV, PROGRESS, RESULT
+from ista.rundir.files import CHECKPOINT, ENV, RESULT
+from ista.rundir.progress import read_progress
 from ista.rundir.read import read_json, read_metrics
 from ista.space.genotypes import Genotype
 
@@ -172,7 +173,7 @@ def progress_table(experiment: Path) -> tuple[Table, bool]:
     for column in ("seed", "state", "epoch", "step", "loss", "acc", "img/s", "ETA", "updated"):
         table.add_column(column)
     for r in rows:
-        p = _progress(seed_dir(experiment, r["seed"]))
+        p = read_progress(seed_dir(experiment, r["seed"]))
         table.add_row(
             str(r["seed"]), r["state"],
             f"{min(p['epoch'] + 1, p['epochs'])}/{p['epochs']}" if p else "",
@@ -200,10 +201,3 @@ def watch(folder: Path, every_s: float = 2.0) -> None:
             if not any(busy for _, busy in tables) and not to_come:
                 return
             time.sleep(every_s)
-
-
-def _progress(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / PROGRESS).read_text())
-    except (OSError, ValueError):
-        return {}

@@ -1,9 +1,8 @@
 """Progress display for training runs: a live rich bar on a terminal, one line per epoch in a log file,
-and a small progress file for `ista launch --status --watch`.
+and the run directory's progress file (`ista.rundir.progress`) for `ista launch --status --watch`.
 
 Slurm jobs write to files, where a live bar would be noise; the same object prints plain epoch lines
-there. The progress file (`progress.json`, rewritten atomically every few seconds by rank 0) says where
-the run is: epoch and step, the latest loss and accuracy, images/s and the time left.
+there.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from ista.rundir.atomic import write_json
+from ista.rundir.progress import ProgressFile
 
 
 class RunProgress:
@@ -25,14 +24,12 @@ class RunProgress:
         title: str = "search",
         console: Console | None = None,
         enabled: bool = True,
-        record: Path | None = None,
-        every_s: float = 5.0,
+        run_dir: Path | None = None,
     ):
+        """`run_dir`: where to keep `progress.json` (rank 0's), or None."""
         self.console = console or Console()
         self.epochs, self.title, self.enabled = epochs, title, enabled
-        self.record, self.every_s, self.written = record, every_s, 0.0
-        self.steps, self.done_steps = 0, 0
-        self.now: dict[str, Any] = {}
+        self.record = ProgressFile(run_dir, epochs)
         self.live = enabled and self.console.is_terminal
         self.started = time.perf_counter()
         self.first_epoch: int | None = None
@@ -60,8 +57,7 @@ class RunProgress:
     def start_epoch(self, epoch: int, steps: int) -> None:
         if self.first_epoch is None:
             self.first_epoch = epoch
-        self.steps = steps
-        self._write(epoch=epoch, step=0, force=True)
+        self.record.start_epoch(epoch, steps)
         if self.progress is not None:
             if self.task is not None:
                 self.progress.remove_task(self.task)
@@ -69,27 +65,14 @@ class RunProgress:
             self.task = self.progress.add_task(description, total=steps, stats="")
 
     def step(self, step: int, means: dict[str, float], images_per_s: float) -> None:
-        self.done_steps += step - self.now.get("step", 0)
         latest: dict[str, Any] = {k: means[k] for k in ("train_loss", "train_acc") if k in means}
-        self._write(step=step, images_per_s=round(images_per_s, 1), **latest)
+        self.record.step(step, images_per_s=round(images_per_s, 1), **latest)
         if self.progress is not None and self.task is not None:
             stats = f"loss {means.get('train_loss', float('nan')):.3f} acc {means.get('train_acc', 0):.1%}"
             self.progress.update(self.task, completed=step, stats=f"{stats} {images_per_s:,.0f} img/s")
 
-    def _write(self, force: bool = False, **facts: Any) -> None:
-        """progress.json, at most every `every_s` unless forced (the start of an epoch)."""
-        self.now.update(facts)
-        if self.record is None or (not force and time.perf_counter() - self.written < self.every_s):
-            return
-        self.written = time.perf_counter()
-        elapsed = self.written - self.started
-        left = (self.epochs - self.now["epoch"]) * self.steps - self.now.get("step", 0)
-        eta = elapsed / self.done_steps * left if self.done_steps else None
-        write_json(self.record, {**self.now, "epochs": self.epochs, "steps": self.steps,
-                                 "eta_s": eta and round(eta), "updated": time.time()})  # fmt: skip
-
     def end_epoch(self, metrics: dict[str, Any]) -> None:
-        self._write(epoch=metrics["epoch"] + 1, step=0, force=True)
+        self.record.end_epoch(metrics["epoch"])
         if not self.enabled:
             return
         done = metrics["epoch"] + 1

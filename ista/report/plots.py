@@ -14,8 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from ista.report.cell_plot import save_genotype_figure
 from ista.rundir.atomic import replacing
 from ista.rundir.read import read_metrics
-from ista.space.genotypes import Genotype
-from ista.sparse.measurement import CELL_TYPES
+from ista.space.genotypes import CELL_TYPES, NODES, Genotype
 
 CURVES = {  # metric: (label, as a percentage)
     "valid_acc": ("super-net held-out accuracy (%)", True),
@@ -74,7 +73,7 @@ def support_changes(histories: dict[int, list[dict[str, Any]]], path: Path, titl
     """Per node (rows) and epoch (columns): the share of seeds whose support changed at that recovery."""
     from matplotlib.figure import Figure
 
-    nodes = [(cell, j) for cell in CELL_TYPES for j in range(4)]
+    nodes = [(cell, j) for cell in CELL_TYPES for j in range(NODES)]
     epochs = max(len(h) for h in histories.values())
     changed = np.zeros((len(nodes), epochs))
     counted = np.zeros(epochs)

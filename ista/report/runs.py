@@ -51,7 +51,12 @@ class RunRecord:
 
     @property
     def kind(self) -> str:
-        return "search" if self.method in SEARCHES else (self.method or "unknown")
+        """How its seeds are reported: "search" (a two-stage search, ranked by its held-out half),
+        "one-stage" (a search whose own final network is the model) or "training"."""
+        spec = METHODS.get(self.method or "")
+        if spec is None:
+            return "unknown"
+        return "search" if spec.bilevel else "one-stage" if spec.learns_architecture else "training"
 
 
 def read_run(run_dir: str | Path, seed: int | None = None) -> RunRecord:

@@ -206,7 +206,7 @@ def protocol_lines(g: Group, everything: list[RunRecord]) -> list[dict[str, Any]
                 "text": text,
             }
         )
-    elif g.kinds == {"onestage"}:
+    elif g.kinds == {"one-stage"}:
         over = protocols.estimate([r.test_err for r in g.done if r.test_err is not None])
         text = "mean over independent searches (each one-stage run's own final model): "
         text += over.percent() if over else "no finished run"
@@ -267,18 +267,6 @@ def to_csv(summary: list[dict[str, Any]]) -> str:
 
 def to_json(summary: list[dict[str, Any]] | dict[str, Any]) -> str:
     return json.dumps(summary, indent=2)
-
-
-def choose_genotype(spec: str, states: SeedStates | None = None) -> tuple[str, protocols.Selection | None]:
-    """`best:EXPERIMENT` → the best-of-k genotype of that search experiment (and the selection, to be
-    logged); any other genotype spec is passed through."""
-    if not spec.startswith("best:"):
-        return spec, None
-    experiment = Path(spec.removeprefix("best:")).expanduser().resolve()
-    if not (experiment / RECORD).is_file():
-        raise ValueError(f"--genotype {spec}: {experiment} is not an experiment folder (no {RECORD})")
-    selection = protocols.best_of_k([run for _, _, run in collect([experiment], states)], experiment)
-    return selection.genotype, selection
 
 
 def protocol_result(folder: str | Path, states: SeedStates | None = None) -> dict[str, Any] | None:

@@ -13,10 +13,9 @@ from torch import nn
 
 from ista.config.schema import RunConfig
 from ista.space.encoding import NODE_OFFSETS
-from ista.space.genotypes import NODES, Genotype
+from ista.space.genotypes import CELL_TYPES, NODES, Genotype
 from ista.space.ops import NUM_OPS, PRIMITIVES
 from ista.sparse.code import SparseCode
-from ista.sparse.measurement import CELL_TYPES
 from ista.train.step import Method, Weights
 
 EDGES = sum(j + 2 for j in range(NODES))  # 14

@@ -24,10 +24,9 @@ from torch import nn
 
 from ista.config.schema import RunConfig
 from ista.space.encoding import CODE_SIZE, NODE_OFFSETS, NODE_SIZES, flat_indices
-from ista.space.genotypes import Genotype
+from ista.space.genotypes import CELL_TYPES, Genotype
 from ista.space.networks import Network, super_net
-from ista.sparse.code import NODES, SparseCode, Z, as_arrays, as_tensors, node_name
-from ista.sparse.measurement import CELL_TYPES
+from ista.sparse.code import CELL_NODES, SparseCode, Z, as_arrays, as_tensors, node_name
 from ista.sparse.support import top_support
 from ista.train.schedules import drop_path_at, learning_rate
 from ista.train.step import Method, Weights
@@ -53,7 +52,7 @@ class OneStage(Method):
         super().__init__(config, network)
         self.code = code
         code.on_adopt = lambda c: network.set_support(*c.supports())
-        self.frozen = {node: False for node in NODES}
+        self.frozen = {node: False for node in CELL_NODES}
         self.terminated_at: dict[str, int] = {}  # "normal/0" → epoch after whose recovery it terminated
         self.train_start: int | None = None  # first epoch of the training phase
         self.steps = 0
@@ -77,7 +76,7 @@ class OneStage(Method):
         return self.code.genotype()
 
     def searching(self) -> list[tuple[str, int]]:
-        return [node for node in NODES if not self.frozen[node]]
+        return [node for node in CELL_NODES if not self.frozen[node]]
 
     def target_params_m(self, z: Z) -> float:
         """Parameters (M) of z's one-stage target net of this run's size (the cap's measure), without
@@ -100,7 +99,7 @@ class OneStage(Method):
 
     def _apply_freezing(self) -> None:
         """b_j of a terminated node takes no gradient; its ops' BN affine parameters train (§6.1)."""
-        for cell_type, j in NODES:
+        for cell_type, j in CELL_NODES:
             frozen = self.frozen[(cell_type, j)]
             self.code.codes[cell_type][j].requires_grad_(not frozen)
             for cell in self.model.search_cells():
@@ -154,7 +153,7 @@ class OneStage(Method):
         searching = self.searching()
         z_new = self.code.recover(searching)
         distance = {
-            node_name((c, j)): float(np.linalg.norm(z_new[c][j] - self.previous[c][j])) for c, j in NODES
+            node_name((c, j)): float(np.linalg.norm(z_new[c][j] - self.previous[c][j])) for c, j in CELL_NODES
         }
         rejected, params = self._capped(z_new)
         newly = [node for node in searching if distance[node_name(node)] <= s.threshold]
@@ -184,7 +183,7 @@ class OneStage(Method):
             **super().state_dict(),
             "code": self.code.state_dict(),
             "previous": as_tensors(self.previous),
-            "frozen": [self.frozen[node] for node in NODES],
+            "frozen": [self.frozen[node] for node in CELL_NODES],
             "terminated_at": self.terminated_at,
             "train_start": self.train_start,
             "steps": self.steps,
@@ -192,7 +191,7 @@ class OneStage(Method):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.frozen = dict(zip(NODES, state["frozen"], strict=True))
+        self.frozen = dict(zip(CELL_NODES, state["frozen"], strict=True))
         self.terminated_at, self.train_start = state["terminated_at"], state["train_start"]
         self.steps, self.previous = state["steps"], as_arrays(state["previous"])
         self._apply_freezing()

@@ -17,6 +17,7 @@ from typing import Any
 from ista.space.ops import PRIMITIVES
 
 NODES = 4  # intermediate nodes per cell (the DARTS cell space)
+CELL_TYPES = ("normal", "reduce")  # the two cells a genotype names
 FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 Pair = tuple[str, int]
@@ -34,7 +35,7 @@ class Genotype:
     reduce_concat: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        for cell in ("normal", "reduce"):
+        for cell in CELL_TYPES:
             object.__setattr__(self, cell, _check_pairs(cell, getattr(self, cell)))
             concat = f"{cell}_concat"
             object.__setattr__(self, concat, _check_concat(concat, getattr(self, concat)))

@@ -3,11 +3,10 @@
 from ista.sparse.broadcast import recover, recover_on_rank0
 from ista.sparse.errors import SolverError
 from ista.sparse.lasso import LAMBDA, SOLVERS, solve_lasso
-from ista.sparse.measurement import CELL_TYPES, M, draw_measurements, init_codes
+from ista.sparse.measurement import M, draw_measurements, init_codes
 from ista.sparse.support import SPARSITY, NodeMap, cell_weights, genotype_from_codes, top_support
 
 __all__ = [
-    "CELL_TYPES",
     "LAMBDA",
     "SOLVERS",
     "SPARSITY",

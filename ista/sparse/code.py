@@ -16,14 +16,13 @@ import torch
 from torch import nn
 
 from ista.distributed.runtime import check_agreement
-from ista.space.genotypes import NODES as NODES_PER_CELL
-from ista.space.genotypes import Genotype
+from ista.space.genotypes import CELL_TYPES, NODES, Genotype
 from ista.sparse.broadcast import recover_on_rank0
-from ista.sparse.measurement import CELL_TYPES, Codes, check_same_measurements, draw_measurements
+from ista.sparse.measurement import Codes, check_same_measurements, draw_measurements
 from ista.sparse.support import cell_weights, genotype_from_codes, node_maps
 
 Node = tuple[str, int]  # (cell type, j)
-NODES: tuple[Node, ...] = tuple((cell, j) for cell in CELL_TYPES for j in range(NODES_PER_CELL))  # all 8
+CELL_NODES: tuple[Node, ...] = tuple((cell, j) for cell in CELL_TYPES for j in range(NODES))  # all 8
 Z = dict[str, list[np.ndarray]]
 
 
@@ -52,13 +51,13 @@ class SparseCode:
         self.on_adopt: Callable[[SparseCode], None] = lambda code: None  # e.g. the super-net's new support
 
     def parameters(self) -> list[nn.Parameter]:
-        return [self.codes[cell][j] for cell, j in NODES]
+        return [self.codes[cell][j] for cell, j in CELL_NODES]
 
-    def recover(self, nodes: Iterable[Node] = NODES) -> Z:
+    def recover(self, nodes: Iterable[Node] = CELL_NODES) -> Z:
         """z with the given nodes re-solved by Eq. (9) on rank 0 and broadcast; the others as they are."""
         nodes = list(nodes)
         z: dict[str, list[np.ndarray | None]] = {
-            cell: list(self.z.get(cell, [None] * NODES_PER_CELL)) for cell in CELL_TYPES
+            cell: list(self.z.get(cell, [None] * NODES)) for cell in CELL_TYPES
         }
         solved = recover_on_rank0(
             [self.A[c][j] for c, j in nodes], [self.codes[c][j] for c, j in nodes], self.lam, self.solver
@@ -116,7 +115,7 @@ class SparseCode:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_same_measurements(self.A, as_arrays(state["A"]))
         with torch.no_grad():
-            for cell, j in NODES:
+            for cell, j in CELL_NODES:
                 self.codes[cell][j].copy_(state["codes"][cell][j])
         self.initial = state["initial"]
         self.adopt(as_arrays(state["z"]))

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from ista.space.encoding import NODE_SIZES
+from ista.space.genotypes import CELL_TYPES
 
 M = 7  # rows of every A_j (the official `--proj_dims`), whatever n_j = 7(j+2)
-CELL_TYPES = ("normal", "reduce")
 DRAWS = ("streams", "official")
 INIT_STD = 1e-3
 _A_STREAM, _B_STREAM = 0, 1  # independent random streams, so changing one draw never shifts the other

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 import torch
 
-from ista.data.loaders import Batch, BatchLoader
+from ista.config.schema import RunConfig
+from ista.data.loaders import Batch, BatchLoader, split_indices
+from ista.data.splits import Split
 from ista.distributed.preemption import Interrupted, Stops
 from ista.distributed.runtime import all_reduce_sum
 
@@ -166,3 +168,24 @@ def classification_stats(
         f"{prefix}_loss": (loss.detach() * n, n),
         f"{prefix}_acc": ((logits.argmax(1) == targets).sum(), n),
     }
+
+
+def build_loaders(config: RunConfig, data: Split, test: Split | None = None) -> Loaders:
+    """Two-stage searches: W trains on the first part of the split, b on the rest, which is also the
+    evaluation set (§3.2). Single-level runs: the whole training split, evaluated on `test`."""
+    batch, d = config.batch_size, config.data
+    train: dict[str, Any] = {"augment": d.augment, "cutout": d.cutout, "jitter": d.jitter}
+    if test is not None:
+        return Loaders(
+            train=data.loader(torch.arange(data.size), batch, **train),
+            evaluate=test.loader(torch.arange(test.size), batch, augment=False, shuffle=False, stream=2),
+        )
+    train_idx, held_idx = split_indices(data.size, d.train_portion)
+    return Loaders(
+        train=data.loader(train_idx, batch, **train, stream=0),
+        held_out=data.loader(held_idx, batch, **train, stream=1),
+        # the official code evaluates on its augmented held-out queue (data.eval_augment=true)
+        evaluate=data.loader(
+            held_idx, batch, **(train if d.eval_augment else {"augment": False}), shuffle=False, stream=2
+        ),
+    )

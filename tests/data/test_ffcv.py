@@ -87,7 +87,7 @@ def test_cifar_training_view_is_pad4_crop_and_flip(tmp_path, write_cifar):
 
 def test_two_stage_split_and_subset_on_the_ffcv_path(tmp_path, write_cifar):
     from ista.config import apply_overrides, preset
-    from ista.runner import build_loaders
+    from ista.train.engine import build_loaders
 
     beton = write_cifar_beton(tmp_path, write_cifar)
     overrides = [f"data.beton={beton}", "data.subset=60", "batch_size=8"]

@@ -260,3 +260,22 @@ def test_tensorboard_scalars_read_back_with_tensorboards_reader(tmp_path, cli):
     assert loss == pytest.approx([m["train_loss"] for m in history], rel=1e-6)  # stored as float32
     assert [e.step for e in events.Scalars("support_changes")] == [1, 2]
     assert "genotype/text_summary" in tags["tensors"]  # add_text: a text tensor
+
+
+def test_each_method_is_reported_by_its_traits():
+    """Two-stage searches are ranked by their held-out half; a one-stage run is its own evaluation, so
+    best-of-k does not apply; evaluation trainings are judged by test error."""
+    from ista.report.runs import RunRecord
+    from ista.report.summary import Group, protocol_lines
+
+    kinds = {m: RunRecord("run", 0, method=m).kind for m in ("ista", "darts", "onestage", "train")}
+    assert kinds == {"ista": "search", "darts": "search", "onestage": "one-stage", "train": "training"}
+    one_stage = [
+        RunRecord(f"seed-{s}", s, "done", method="onestage", test_err=e) for s, e in ((0, 0.1), (1, 0.2))
+    ]
+    group = Group("one-stage", one_stage, expected=2)
+    assert group.metric() == ("test_err", "test error")
+    lines = {line["protocol"]: line for line in protocol_lines(group, one_stage)}
+    assert lines["mean-over-searches"]["estimate"]["n"] == 2
+    assert lines["mean-over-searches"]["estimate"]["mean"] == pytest.approx(0.15)
+    assert "not applicable" in lines["best-of-k"]["text"]

@@ -11,16 +11,17 @@ import torch
 
 from ista.config import apply_overrides, preset
 from ista.data.splits import open_split
-from ista.runner import build_loaders, build_task
+from ista.runner import build_task
 from ista.search.one_stage import OneStage
 from ista.space.cells import EvalCell
 from ista.space.counting import count_params_m
 from ista.space.encoding import NODE_OFFSETS
+from ista.space.genotypes import CELL_TYPES
 from ista.space.networks import build_eval_network, build_search_network
-from ista.sparse.measurement import CELL_TYPES, initial_codes
+from ista.sparse.measurement import initial_codes
 from ista.sparse.support import genotype_from_codes
 from ista.train.checkpoint import load_checkpoint
-from ista.train.engine import run_epochs
+from ista.train.engine import build_loaders, run_epochs
 
 ISTA = Path(sys.executable).with_name("ista")
 TINY = ["network.channels=4", "network.layers=3", "batch_size=32", "data.workers=1"]

@@ -9,9 +9,8 @@ import torch
 from ista.config import apply_overrides, preset
 from ista.data.splits import open_split
 from ista.runner import build_task, run
-from ista.space.genotypes import Genotype
+from ista.space.genotypes import CELL_TYPES, Genotype
 from ista.sparse.broadcast import recover
-from ista.sparse.measurement import CELL_TYPES
 
 TINY = ["data.subset=240", "batch_size=32", "network.channels=4", "network.layers=3"]
 ISTA = Path(sys.executable).with_name("ista")

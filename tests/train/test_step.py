@@ -10,8 +10,8 @@ from torch import nn
 
 from ista.config import RunConfig, apply_overrides, preset
 from ista.data.splits import open_split
-from ista.runner import build_loaders, build_task
-from ista.train.engine import Loaders, NonFiniteLossError, run_epochs
+from ista.runner import build_task
+from ista.train.engine import Loaders, NonFiniteLossError, build_loaders, run_epochs
 from ista.train.step import Method, StepEngine, autocast_dtype
 
 TINY = ["data.subset=96", "batch_size=16", "network.channels=4", "network.layers=3"]
