@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         "darts-eval.…",
     )
     p.add_argument("--seeds", default="0-4", help="search seeds (default 0-4)")
-    p.add_argument("--eval-seeds", default="0-4", help="evaluation seeds of two-stage and one-stage")
+    p.add_argument("--eval-seeds", help="evaluation seeds of two-stage and one-stage (default 0-4)")
     p.add_argument("--with-darts", action="store_true", help="consistency: also the DARTS baseline")
     p.add_argument("--folder", type=Path, help="protocol folder (default runs/<protocol>-<preset>-<time>)")
     p.add_argument("--wait", action="store_true", help="wait for every stage, then print the status")
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ista.launch.submit import seed_configs
     from ista.rundir.experiment import parse_seeds
 
-    seeds, eval_seeds = parse_seeds(args.seeds), parse_seeds(args.eval_seeds)
+    seeds = parse_seeds(args.seeds)
+    eval_seeds = parse_seeds(args.eval_seeds) if args.eval_seeds is not None else None
     default = Path("runs") / time.strftime(f"{args.protocol}-{args.preset}-%Y%m%d-%H%M%S")
     folder = (args.folder or default).resolve()
     stages = protocol.plan(

@@ -51,12 +51,20 @@ class Stage:
     after: tuple[str, ...] = ()  # the stages it waits for
 
 
-def plan(name: str, folder: Path, search_preset: str, seeds: list[int], eval_seeds: list[int],
+def plan(name: str, folder: Path, search_preset: str, seeds: list[int], eval_seeds: list[int] | None,
          overrides: list[str], with_darts: bool = False) -> list[Stage]:  # fmt: skip
     """The stages of protocol `name`, with the overrides of each (KEY=VALUE for every stage; a key that
-    starts with a stage kind, `search.`, `eval.`, `darts-search.`, `darts-eval.`, for that kind only)."""
+    starts with a stage kind, `search.`, `eval.`, `darts-search.`, `darts-eval.`, for that kind only).
+    `eval_seeds` (default 0-4) belong to two-stage and one-stage; independent and consistency train each
+    search's genotype with that search's seed."""
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+    if eval_seeds is not None and name not in ("two-stage", "one-stage"):
+        raise ValueError(
+            f"--eval-seeds belongs to two-stage and one-stage; {name} trains search seed s's genotype with "
+            "seed s (--seeds)"
+        )
+    eval_seeds = list(range(5)) if eval_seeds is None else eval_seeds
     from ista.config.presets import preset
 
     method = preset(search_preset).method

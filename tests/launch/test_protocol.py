@@ -16,7 +16,9 @@ def protocol(cli, name, folder, *more, cluster="debug"):
 
 
 def test_stages_and_their_overrides(tmp_path):
-    stages = plan("consistency", tmp_path, "demo", [0, 1], [0], ["epochs=3", "eval.epochs=7"], True)
+    with pytest.raises(ValueError, match="--eval-seeds belongs to two-stage and one-stage; consistency"):
+        plan("consistency", tmp_path, "demo", [0, 1], [0], [])
+    stages = plan("consistency", tmp_path, "demo", [0, 1], None, ["epochs=3", "eval.epochs=7"], True)
     assert [s.name for s in stages] == ["search", "eval", "darts-search", "darts-eval"]
     search, evaluate, darts, darts_eval = stages
     assert search.overrides == ("epochs=3",) and evaluate.overrides == ("epochs=3", "epochs=7")
