@@ -24,13 +24,7 @@ from ista.methods import METHODS
 from ista.report.cell_plot import save_genotype_figure
 from ista.report.console import RunProgress
 from ista.rundir import records
-from ista.rundir.files import (
-    CHECKPOINT,
-    GENOTYPE,
-    PICTURE,
-    SELECTION,
-    TENSORBOARD,
-)
+from ista.rundir.files import CHECKPOINT, GENOTYPE, PICTURE, SELECTION, TENSORBOARD
 from ista.rundir.lock import RunLock
 from ista.rundir.read import read_json
 from ista.space.genotypes import Genotype, load_genotype
