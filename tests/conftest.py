@@ -103,3 +103,27 @@ def kill_when():
         raise AssertionError("timed out")
 
     return kill
+
+
+# Modules whose processes talk to each other at every step (gloo ranks) run last: under `-n 2` the Slurm
+# tests' jobs have ended by then, and such ranks slow down two- to threefold under another test's load.
+RANKS = ("tests/data/test_ffcv.py", "tests/distributed/", "tests/sparse/test_broadcast.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.nodeid.startswith(RANKS))  # stable: the order otherwise as collected
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With `-n 2` (pyproject's addopts) the Slurm tests, which mostly wait for the test cluster's jobs, run
+    in one worker beside all the others, which run one after another in the other worker as in a plain run
+    (two workers of CPU-bound tests thrash the two cores). pytest-xdist's own `--dist loadgroup` would do
+    this, but under pytest 9 its group marks no longer reach the scheduler."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SlurmBeside(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "slurm" if nodeid.startswith("tests/launch/test_slurm.py") else "local"
+
+    return SlurmBeside(config, log)

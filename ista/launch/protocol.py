@@ -27,8 +27,7 @@ from ista.launch.executors import executor
 from ista.launch.status import LIVE_STATES, seed_states
 from ista.launch.submit import Work, launch
 from ista.methods import METHODS
-from ista.rundir.atomic import write_json
-from ista.rundir.experiment import PROTOCOL_RECORD, RECORD, seed_dir
+from ista.rundir.experiment import RECORD, seed_dir, write_protocol
 from ista.rundir.files import GENOTYPE
 
 PROTOCOLS = ("two-stage", "independent", "consistency", "one-stage")
@@ -133,8 +132,7 @@ def submit(
     # who submits the stages in turn (local, debug): `--watch` follows the plan while that process lives
     submitter = {"host": socket.gethostname(), "pid": os.getpid()}
     record: dict[str, Any] = {"protocol": name, "stages": rows, "submitted_at": now, "submitter": submitter}
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / PROTOCOL_RECORD, record)  # the plan first: status and watch can follow it
+    write_protocol(folder, record)  # the plan first: status and watch can follow it
     submitted: list = []
     live: dict[str, list[str]] = {}  # stage → its jobs still queued or running (what later stages wait for)
     for stage, row in zip(stages, rows, strict=True):
@@ -152,7 +150,7 @@ def submit(
         todo = [s for s in todo if states.get(s, {}).get("job") not in queued]
         after = tuple(job for dep in stage.after for job in live.get(dep, []))
         row["submitted"] = todo
-        write_json(folder / PROTOCOL_RECORD, record)
+        write_protocol(folder, record)
         jobs = []
         if todo:
             own = {s: list(stage.per_seed.get(s, ())) for s in todo}

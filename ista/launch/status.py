@@ -7,7 +7,6 @@ running, so a missing or broken seed is shown as such and never stops the table.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -19,7 +18,7 @@ from rich.table import Table
 
 from ista.launch.executors import Executor, executor
 from ista.report.console import duration
-from ista.rundir.experiment import PROTOCOL_RECORD, read_record, seed_dir, waiting_for_slot
+from ista.rundir.experiment import RECORD, read_protocol, read_record, seed_dir, waiting_for_slot
 from ista.rundir.files import CHECKPOINT, ENV, RESULT
 from ista.rundir.progress import read_progress
 from ista.rundir.read import read_json, read_metrics
@@ -122,11 +121,10 @@ LIVE_STATES = (
 
 def experiments(folder: Path) -> list[Path]:
     """The experiment itself, or a protocol's stage experiments that have been submitted."""
-    folder = Path(folder)
-    if not (folder / PROTOCOL_RECORD).is_file():
-        return [folder]
-    stages = json.loads((folder / PROTOCOL_RECORD).read_text())["stages"]
-    return [Path(s["experiment"]) for s in stages if (Path(s["experiment"]) / "experiment.json").is_file()]
+    plan = read_protocol(folder)
+    if plan is None:
+        return [Path(folder)]
+    return [Path(s["experiment"]) for s in plan["stages"] if (Path(s["experiment"]) / RECORD).is_file()]
 
 
 def cancel(folder: Path) -> list[tuple[Path, list[str]]]:
@@ -144,10 +142,9 @@ def cancel(folder: Path) -> list[tuple[Path, list[str]]]:
 def stages_to_come(folder: Path) -> list[str]:
     """A protocol's stages that are not submitted yet while the process that submits them in turn (the
     local and debug executors) still runs: a view of the protocol is not over before they are."""
-    path = Path(folder) / PROTOCOL_RECORD
-    if not path.is_file():
+    record = read_protocol(folder)
+    if record is None:
         return []
-    record = json.loads(path.read_text())
     submitter = record.get("submitter") or {}
     if submitter.get("host") != socket.gethostname() or not _alive(submitter.get("pid")):
         return []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shlex
 import signal
@@ -31,6 +30,7 @@ from ista.distributed.preemption import Interrupted
 from ista.launch.executors import SIGNAL_DELAY_S, Resources, executor
 from ista.rundir.experiment import RECORD, read_record, seed_dir, slots_dir, waiting_for_slot, write_record
 from ista.rundir.files import RESULT
+from ista.rundir.read import read_json
 
 # what a seed's task runs: `ista.runner.run(config, run_dir, show_progress=False)`
 Work = Callable[..., Any]
@@ -123,7 +123,7 @@ class SeedRun(submitit.helpers.Checkpointable):
             with slot or contextlib.nullcontext():
                 self.work(config_from_dict(self.config), self.run_dir, show_progress=False)
             runtime.barrier()  # rank 0 has written result.json
-            return json.loads((run_dir / RESULT).read_text())
+            return read_json(run_dir, RESULT)
         except Interrupted as stop:
             if stop.signum != signal.SIGUSR2 or not callable(requeue):
                 raise

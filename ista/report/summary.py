@@ -16,7 +16,7 @@ from typing import Any
 
 from ista.report import protocols
 from ista.report.runs import RunRecord, read_run
-from ista.rundir.experiment import PROTOCOL_RECORD, RECORD, read_record, seed_dir
+from ista.rundir.experiment import RECORD, read_protocol, read_record, seed_dir
 from ista.rundir.files import CONFIG
 
 GROUP_BY = ("experiment", "preset", "genotype")
@@ -274,10 +274,9 @@ def protocol_result(folder: str | Path, states: SeedStates | None = None) -> dic
     error mean ± std (n), params (M), search cost, the selected seed and genotype, and τ for consistency."""
     from ista.report.kendall import consistency
 
-    path = Path(folder) / PROTOCOL_RECORD
-    if not path.is_file():
+    record = read_protocol(Path(folder))
+    if record is None:
         return None
-    record = json.loads(path.read_text())
     name = record["protocol"]
     runs = {s["name"]: [run for _, _, run in collect([s["experiment"]], states)] for s in record["stages"]}
     searches = runs.get("search", [])

@@ -66,3 +66,14 @@ def read_record(experiment: Path) -> dict[str, Any]:
             f"{experiment} is not an experiment folder (no {RECORD}); launch one with ista launch"
         )
     return json.loads(path.read_text())
+
+
+def write_protocol(folder: Path, record: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / PROTOCOL_RECORD, record)
+
+
+def read_protocol(folder: Path) -> dict[str, Any] | None:
+    """A protocol folder's plan, or None for any other folder."""
+    path = Path(folder) / PROTOCOL_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None

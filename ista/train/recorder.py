@@ -19,6 +19,7 @@ from ista.rundir import records
 from ista.rundir.atomic import write_json
 from ista.rundir.files import CHECKPOINT, CONFIG, DATA, DRAWS, ENV, GENOTYPE, METRICS
 from ista.rundir.lock import RunLock
+from ista.rundir.read import read_config, read_json
 from ista.train.checkpoint import rng_state, save_checkpoint
 from ista.train.step import StepEngine
 
@@ -27,12 +28,11 @@ def claim(config: RunConfig, run_dir: Path, resume: bool, facts: Facts | None = 
     """Creates the run directory or checks it holds the same run (the same settings and, given `facts`, the
     same data), and writes the settings; True if there is a checkpoint to resume."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved_path = run_dir / CONFIG
     has_checkpoint = (run_dir / CHECKPOINT).exists()
     if resume and not has_checkpoint:
         raise ConfigError(f"--resume: no {CHECKPOINT} in {run_dir}")
-    if saved_path.exists() and has_checkpoint:
-        saved = config_from_dict(json.loads(saved_path.read_text()))
+    if (run_dir / CONFIG).exists() and has_checkpoint:
+        saved = config_from_dict(read_config(run_dir))
         if not saved.data.size:  # written before data.size was recorded
             saved = replace(saved, data=replace(saved.data, size=config.data.size))
         if saved != config:
@@ -41,16 +41,16 @@ def claim(config: RunConfig, run_dir: Path, resume: bool, facts: Facts | None = 
             raise ConfigError(
                 f"{run_dir} holds a run with other settings ({diff}); use another --out to start anew"
             )
-        data_path = run_dir / DATA
-        if facts is not None and data_path.exists():
-            before, now = json.loads(data_path.read_text()), json.loads(json.dumps(facts.to_dict()))
+        before = read_json(run_dir, DATA)
+        if facts is not None and before is not None:
+            now = json.loads(json.dumps(facts.to_dict()))
             if changed := [k for k in now if not _same(before.get(k), now[k])]:
                 raise ConfigError(
                     f"{run_dir} was trained on other data: its {', '.join(changed)} differ from what "
                     f"{config.data.root or config.data.beton or config.data.dataset} holds now (see "
-                    f"{data_path}); use another --out to start anew"
+                    f"{run_dir / DATA}); use another --out to start anew"
                 )
-    write_json(saved_path, config_to_dict(config))
+    write_json(run_dir / CONFIG, config_to_dict(config))
     return has_checkpoint
 
 
