@@ -81,10 +81,13 @@ def test_cancel_stops_a_running_seed_at_its_step_and_a_waiting_one_before_it_sta
     code, _, err = cli("launch", *search, "--cpus-per-task", whole_machine)
     assert code == 0, err
     deadline = time.time() + 120
-    while not (experiment / "seed-0" / "checkpoint.pt").exists():  # epoch 0 done: in epoch 1's steps
+    # whichever seed took the slot first: its epoch 0 is done, and it is in epoch 1's steps
+    while not (started := [s for s in (0, 1) if (experiment / f"seed-{s}" / "checkpoint.pt").exists()]):
         assert time.time() < deadline
         time.sleep(0.05)
-    assert [r["state"] for r in seed_states(experiment)] == ["running", "waiting for a CPU slot"]
+    running, waiting = started[0], 1 - started[0]
+    states = {r["seed"]: r["state"] for r in seed_states(experiment)}
+    assert states == {running: "running", waiting: "waiting for a CPU slot"}, states
     code, out, err = cli("launch", "--cancel", experiment)
     assert code == 0 and f"{experiment}: cancelled 2 job(s)" in out, out + err
     rows = seed_states(experiment)
@@ -92,7 +95,8 @@ def test_cancel_stops_a_running_seed_at_its_step_and_a_waiting_one_before_it_sta
         assert time.time() < deadline, rows
         time.sleep(0.2)
         rows = seed_states(experiment)
-    assert rows[0]["state"] == "failed" and "stopped by SIGTERM at epoch 1, step" in rows[0]["note"], rows
-    assert load_checkpoint(experiment / "seed-0" / "checkpoint.pt")["position"]["epoch"] == 1
-    assert rows[1]["state"] == "failed" and "cancelled while waiting for a CPU slot" in rows[1]["note"], rows
-    assert not (experiment / "seed-1" / "config.json").exists()  # it never started
+    stopped, cancelled = rows[running], rows[waiting]
+    assert stopped["state"] == "failed" and "stopped by SIGTERM at epoch 1, step" in stopped["note"], rows
+    assert load_checkpoint(experiment / f"seed-{running}" / "checkpoint.pt")["position"]["epoch"] == 1
+    assert cancelled["state"] == "failed" and "cancelled while waiting for a CPU slot" in cancelled["note"]
+    assert not (experiment / f"seed-{waiting}" / "config.json").exists()  # it never started
