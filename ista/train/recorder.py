@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -74,14 +74,6 @@ class Recorder:
     history: list[dict[str, Any]]  # the finished epochs' metrics (from the checkpoint on resume)
     lock: RunLock | None  # rank 0's, held for the whole run; None on the other ranks, which write nothing
     scalars: Scalars | None = None
-    world: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.world = runtime.world()[1]
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / CHECKPOINT
 
     def start(self, facts: dict[str, Any], data: Facts, files: dict[str, Any], genotype: dict | None) -> None:
         """The run's environment, data, metrics so far, the extra `files`, a training's genotype, and a
@@ -108,9 +100,9 @@ class Recorder:
                  "rng": [r["rng"] for r in ranks]}  # fmt: skip
         if position is not None:  # a step checkpoint: `epoch` is the last finished one
             where = {k: position[k] for k in ("epoch", "step")}
-            state["position"] = {**where, "world_size": self.world, "ranks": [r["position"] for r in ranks]}
+            state["position"] = {**where, "world_size": len(ranks), "ranks": [r["position"] for r in ranks]}
         self.lock.check()  # a run that lost its directory to another never overwrites that run's files
-        save_checkpoint(state, self.checkpoint_path)
+        save_checkpoint(state, self.run_dir / CHECKPOINT)
 
     def step_checkpoint(self, epoch: int, position: dict[str, Any]) -> None:
         """Inside `epoch`: the checkpoint of the epoch before, with every rank's position."""

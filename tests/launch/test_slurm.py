@@ -101,12 +101,12 @@ def test_a_failing_seed_shows_as_failed_and_the_others_finish(array, cli):
     assert "failed" in rows["1"] and "CheckpointError: cannot read checkpoint" in rows["1"]
 
 
-def run(args: list[str]) -> str:
+def stdout(args: list[str]) -> str:
     return subprocess.run(args, capture_output=True, text=True).stdout
 
 
 def job_info(job: str) -> str:
-    return run(["scontrol", "show", "job", job])
+    return stdout(["scontrol", "show", "job", job])
 
 
 def array_job(experiment: Path) -> str:
@@ -250,10 +250,13 @@ def test_protocols_are_one_submission_each_and_end_with_their_table(tmp_path, la
                 break
             assert time.time() < deadline, status
             time.sleep(1)
-    # the evaluations waited for the searches: every evaluation started once every search had ended
+    # the evaluations were submitted depending on the searches, and waited: each started once every search
+    # had ended
     search, evaluation = (array_job(two / stage) for stage in ("search", "eval"))
+    (script,) = (two / "eval" / "submitit").glob(f"{evaluation}/*_submission.sh")
+    assert f"#SBATCH --dependency=afterany:{search}_0:{search}_1" in script.read_text()
     sacct = ["sacct", "-n", "-X", "-P", "-j", f"{search},{evaluation}", "-o", "JobID,Start,End"]
-    while len(rows := [r.split("|") for r in run(sacct).split()]) < 3 or "Unknown" in {r[2] for r in rows}:
+    while len(rows := [r.split("|") for r in stdout(sacct).split()]) < 3 or "Unknown" in {r[2] for r in rows}:
         assert time.time() < deadline, rows  # accounting can lag behind the queue
         time.sleep(0.5)
     ends = [end for job, _, end in rows if job.split("_")[0] == search]
