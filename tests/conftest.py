@@ -17,6 +17,12 @@ import pytest
 # tests/data/test_ffcv.py::test_two_ranks_read_disjoint_shards..., which compile them as every run does.
 # (Set before anything imports numba, which reads it once; NUMBA_DISABLE_JIT=0 compiles everywhere.)
 os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+# One intra-op thread in every process of the suite, this one and those it starts (Slurm passes the
+# submitting environment on): the suite runs two workers (tests/launch/test_slurm.py beside the rest) and
+# many processes of its own on few cores, and OpenMP threads of concurrent processes spin against each other
+# (gloo ranks, the test cluster's jobs). Runs given CPUs (`--cpus-per-task`) still set their own threads:
+# tests/launch/test_local.py checks it. Set before numpy and torch read it at import.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture
@@ -105,25 +111,34 @@ def kill_when():
     return kill
 
 
+# With `-n 2` (pyproject's addopts) one worker runs the Slurm tests, then BESIDE; the other runs the rest, the
+# two about equally long. A fixed split, not xdist's load balancing: every run pairs the same tests.
+SLURM = "tests/launch/test_slurm.py"
+BESIDE = ("tests/cli/", "tests/launch/test_local.py", "tests/launch/test_protocol.py", "tests/model/",
+          "tests/report/test_summary.py", "tests/search/test_one_stage.py",
+          "tests/test_containers.py")  # fmt: skip
 # Modules whose processes talk to each other at every step (gloo ranks) run last: under `-n 2` the Slurm
 # tests' jobs have ended by then, and such ranks slow down two- to threefold under another test's load.
 RANKS = ("tests/data/test_ffcv.py", "tests/distributed/", "tests/sparse/test_broadcast.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.nodeid.startswith(RANKS))  # stable: the order otherwise as collected
+    ranked = {0: (SLURM,), 1: BESIDE, 3: RANKS}  # the rest: 2
+
+    def place(item) -> int:  # stable: the order otherwise as collected
+        return next((k for k, paths in ranked.items() if item.nodeid.startswith(paths)), 2)
+
+    items.sort(key=place)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """With `-n 2` (pyproject's addopts) the Slurm tests, which mostly wait for the test cluster's jobs, run
-    in one worker beside all the others, which run one after another in the other worker as in a plain run
-    (two workers of CPU-bound tests thrash the two cores). pytest-xdist's own `--dist loadgroup` would do
-    this, but under pytest 9 its group marks no longer reach the scheduler."""
+    """Two scopes, one a worker: the Slurm tests then BESIDE, and the rest. pytest-xdist's own
+    `--dist loadgroup` would do this, but under pytest 9 its group marks no longer reach the scheduler."""
     from xdist.scheduler import LoadScopeScheduling
 
     class SlurmBeside(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "slurm" if nodeid.startswith("tests/launch/test_slurm.py") else "local"
+            return "slurm" if nodeid.startswith((SLURM, *BESIDE)) else "local"
 
     return SlurmBeside(config, log)

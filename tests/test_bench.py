@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ista.data.splits import ffcv_import_error
 
@@ -37,7 +38,11 @@ def test_benchmark_runs_and_prints_json(script, monkeypatch, capsys):
         pytest.skip(f"ffcv is not installed: {ffcv_import_error()}")
     monkeypatch.setattr(sys, "argv", [str(BENCH / script), *RUNS[script]])
     monkeypatch.syspath_prepend(str(BENCH))
-    runpy.run_path(str(BENCH / script), run_name="__main__")
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(BENCH / script), run_name="__main__")
+    finally:  # a script owns its process and sets its threads (FFCV's loader sets OpenMP's): not this one's
+        torch.set_num_threads(threads)
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["bench"] == script.removesuffix(".py")
 

@@ -9,12 +9,13 @@ instead of holding its allocation until the time limit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import socket
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar, cast
@@ -90,6 +91,20 @@ def use_cpus(cpus: int | None) -> None:
     torch.set_num_threads(cpus)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(cpus)
+
+
+@contextlib.contextmanager
+def own_process_state() -> Iterator[None]:
+    """Undoes what a seed's task sets in its process (environment, threads) when it ends: the debug executor
+    runs seeds in the submitting process, which goes on as it was (a later run there would otherwise take
+    the seed's CPUs for its own)."""
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
 
 
 class PlacementError(ValueError):

@@ -105,33 +105,36 @@ class SeedRun(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         from ista.distributed import runtime
 
-        # A MASTER_PORT inherited from the submitting shell would be shared by all array tasks that start
-        # on the same first node, and their ranks would meet in one group: submitit derives one per task.
-        os.environ.pop("MASTER_PORT", None)
-        # The debug executor runs in this process, outside any job: a single rank, nothing to export.
-        with contextlib.suppress(RuntimeError):
-            submitit.helpers.TorchDistributedEnvironment().export(
-                set_cuda_visible_devices=False, overwrite=True
+        with runtime.own_process_state():  # the debug executor's seeds run in the submitting process
+            # A MASTER_PORT inherited from the submitting shell would be shared by all array tasks that start
+            # on the same first node, and their ranks would meet in one group: submitit derives one per task.
+            os.environ.pop("MASTER_PORT", None)
+            # The debug executor runs in this process, outside any job: a single rank, nothing to export.
+            with contextlib.suppress(RuntimeError):
+                submitit.helpers.TorchDistributedEnvironment().export(
+                    set_cuda_visible_devices=False, overwrite=True
+                )
+            if self.cpus:
+                os.environ["ISTA_CPUS_PER_TASK"] = str(self.cpus)
+            requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint this callable and requeue
+            waits = self.slots and runtime.detect().rank == 0
+            run_dir = Path(self.run_dir)
+            slot = (
+                cpu_slot(slots_dir(run_dir.parent), self.slots, waiting_for_slot(run_dir)) if waits else None
             )
-        if self.cpus:
-            os.environ["ISTA_CPUS_PER_TASK"] = str(self.cpus)
-        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint this callable and requeue
-        waits = self.slots and runtime.detect().rank == 0
-        run_dir = Path(self.run_dir)
-        slot = cpu_slot(slots_dir(run_dir.parent), self.slots, waiting_for_slot(run_dir)) if waits else None
-        try:
-            with slot or contextlib.nullcontext():
-                self.work(config_from_dict(self.config), self.run_dir, show_progress=False)
-            runtime.barrier()  # rank 0 has written result.json
-            return read_json(run_dir, RESULT)
-        except Interrupted as stop:
-            if stop.signum != signal.SIGUSR2 or not callable(requeue):
+            try:
+                with slot or contextlib.nullcontext():
+                    self.work(config_from_dict(self.config), self.run_dir, show_progress=False)
+                runtime.barrier()  # rank 0 has written result.json
+                return read_json(run_dir, RESULT)
+            except Interrupted as stop:
+                if stop.signum != signal.SIGUSR2 or not callable(requeue):
+                    raise
+                requeue(stop.signum, None)  # rank 0: requeues the job and exits; the other ranks return here
+                time.sleep(SIGNAL_DELAY_S)  # and wait for the requeue to end them
                 raise
-            requeue(stop.signum, None)  # rank 0: requeues the job and exits; the other ranks return here
-            time.sleep(SIGNAL_DELAY_S)  # and wait for the requeue to end them
-            raise
-        finally:
-            runtime.stop()
+            finally:
+                runtime.stop()
 
 
 def seed_configs(

@@ -17,7 +17,7 @@ def ranks(out: Path, port: int, *more: str, world: int = 2) -> list[subprocess.P
     procs = []
     for rank in range(world):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}  # fmt: skip
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
         args = [str(ISTA), *SEARCH, *more, "--out", str(out), "--quiet"]
         pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
         procs.append(subprocess.Popen(args, env=env, text=True, **pipes))

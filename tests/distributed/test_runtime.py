@@ -39,12 +39,10 @@ def test_each_rank_gets_its_own_gpu_or_a_clear_error():
 def search_as_rank(rank: int, world: int, port: int, out: str, overrides: list[str]) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))  # fmt: skip
-    import torch
 
     from ista.distributed.runtime import stop
     from ista.runner import run
 
-    torch.set_num_threads(1)  # two ranks on two cores: one thread each, or they thrash
     try:
         result = run(apply_overrides(preset("demo"), overrides), out, show_progress=False)
         history = [{k: v for k, v in m.items() if not k.endswith("_s")} for m in result.history]  # no timings

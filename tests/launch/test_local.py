@@ -2,6 +2,7 @@
 
 import contextlib
 import fcntl
+import json
 import os
 import threading
 import time
@@ -86,6 +87,8 @@ def test_cancel_stops_a_running_seed_at_its_step_and_a_waiting_one_before_it_sta
         assert time.time() < deadline
         time.sleep(0.05)
     running, waiting = started[0], 1 - started[0]
+    env = json.loads((experiment / f"seed-{running}" / "env.json").read_text())
+    assert env["torch_threads"] == int(whole_machine)  # its --cpus-per-task (the suite's processes have 1)
     states = {r["seed"]: r["state"] for r in seed_states(experiment)}
     assert states == {running: "running", waiting: "waiting for a CPU slot"}, states
     code, out, err = cli("launch", "--cancel", experiment)
